@@ -1,0 +1,1 @@
+//! rohimaya-core
