@@ -1,0 +1,102 @@
+//! `rohimaya devstack`: maps flags onto a `DevstackConfig`, starts it, prints the one
+//! JSON line clients need once it is ready, and serves until SIGINT/SIGTERM.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use rohimaya_devstack::{DevstackConfig, ExternalS3};
+
+#[derive(clap::Args)]
+pub struct DevstackArgs {
+    /// Address of the gateway (auth under /auth/v1, engine API under /api).
+    #[arg(long, default_value = "127.0.0.1:0")]
+    listen: SocketAddr,
+    /// Address of the embedded S3 server.
+    #[arg(long, default_value = "127.0.0.1:0")]
+    s3_listen: SocketAddr,
+    /// Data directory (default: the local backend's directory in Rohimaya's data dir).
+    #[arg(long)]
+    data: Option<PathBuf>,
+    /// Access-token lifetime in seconds.
+    #[arg(long, default_value_t = 3600)]
+    access_token_ttl: u64,
+    /// How long a rotated-out refresh token stays usable, in seconds.
+    #[arg(long, default_value_t = 10)]
+    refresh_reuse_interval: u64,
+    /// Lifetime of presigned URLs in seconds (1 to 604800).
+    #[arg(long, default_value_t = 900)]
+    url_ttl: u64,
+    /// How long the narration simulator takes per job, in seconds.
+    #[arg(long, default_value_t = 4.0)]
+    job_seconds: f64,
+    /// Lifetime of email one-time codes in seconds.
+    #[arg(long, default_value_t = 600)]
+    otp_ttl: u64,
+    /// A redirect URL allowed besides loopback ones (repeatable).
+    #[arg(long = "redirect-allow")]
+    redirect_allow: Vec<String>,
+    /// Use this S3-compatible store instead of the embedded one.
+    #[arg(long, requires_all = ["s3_access_key", "s3_secret_key"])]
+    s3_endpoint: Option<url::Url>,
+    #[arg(long)]
+    s3_access_key: Option<String>,
+    #[arg(long)]
+    s3_secret_key: Option<String>,
+    #[arg(long, default_value = "auto")]
+    s3_region: String,
+    /// The S3 base URL presigned URLs are signed for (e.g. a proxy in front of the store).
+    #[arg(long)]
+    public_url: Option<url::Url>,
+}
+
+pub async fn run(args: DevstackArgs) -> anyhow::Result<()> {
+    let data = args
+        .data
+        .unwrap_or_else(|| rohimaya_core::config::Paths::from_env().devstack_dir());
+    let mut config = DevstackConfig::new(data);
+    config.listen = args.listen;
+    config.s3_listen = args.s3_listen;
+    config.access_token_ttl = Duration::from_secs(args.access_token_ttl);
+    config.refresh_reuse_interval = Duration::from_secs(args.refresh_reuse_interval);
+    config.url_ttl = Duration::from_secs(args.url_ttl);
+    config.job_duration = Duration::try_from_secs_f64(args.job_seconds)
+        .context("--job-seconds must be a non-negative number")?;
+    config.otp_ttl = Duration::from_secs(args.otp_ttl);
+    config.redirect_allow_list = args.redirect_allow;
+    config.public_s3_url = args.public_url;
+    if let (Some(endpoint), Some(access_key), Some(secret_key)) =
+        (args.s3_endpoint, args.s3_access_key, args.s3_secret_key)
+    {
+        config.external_s3 = Some(ExternalS3 {
+            endpoint,
+            access_key,
+            secret_key,
+            region: args.s3_region,
+        });
+    }
+    let devstack = rohimaya_devstack::start(config)
+        .await
+        .context("the local backend did not start")?;
+    println!("{}", serde_json::to_string(&devstack.info)?);
+    stopped().await;
+    devstack.shutdown().await;
+    Ok(())
+}
+
+/// Resolves on SIGINT, or SIGTERM on Unix.
+async fn stopped() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+            return;
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
+}
