@@ -76,27 +76,50 @@ pub async fn run(args: DevstackArgs) -> anyhow::Result<()> {
             region: args.s3_region,
         });
     }
+    // Listen for signals before announcing readiness, so a signal sent right after the
+    // ready line is not lost.
+    let stop = Stop::install().context("cannot listen for SIGINT/SIGTERM")?;
     let devstack = rohimaya_devstack::start(config)
         .await
         .context("the local backend did not start")?;
     println!("{}", serde_json::to_string(&devstack.info)?);
-    stopped().await;
+    stop.wait().await;
     devstack.shutdown().await;
     Ok(())
 }
 
-/// Resolves on SIGINT, or SIGTERM on Unix.
-async fn stopped() {
+/// SIGINT, and SIGTERM on Unix, registered up front.
+struct Stop {
     #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        if let Ok(mut term) = signal(SignalKind::terminate()) {
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = term.recv() => {}
-            }
-            return;
+    term: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    int: tokio::signal::unix::Signal,
+}
+
+impl Stop {
+    fn install() -> std::io::Result<Self> {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            Ok(Self {
+                term: signal(SignalKind::terminate())?,
+                int: signal(SignalKind::interrupt())?,
+            })
+        }
+        #[cfg(not(unix))]
+        Ok(Self {})
+    }
+
+    async fn wait(mut self) {
+        #[cfg(unix)]
+        tokio::select! {
+            _ = self.term.recv() => {}
+            _ = self.int.recv() => {}
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = &mut self;
+            let _ = tokio::signal::ctrl_c().await;
         }
     }
-    let _ = tokio::signal::ctrl_c().await;
 }

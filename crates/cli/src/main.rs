@@ -7,7 +7,11 @@ mod devstack;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "rohimaya", version, about = "Rohimaya: turn manuscripts into audiobooks")]
+#[command(
+    name = "rohimaya",
+    version,
+    about = "Rohimaya: turn manuscripts into audiobooks"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -24,7 +28,7 @@ fn main() -> std::process::ExitCode {
         .with_writer(std::io::stderr)
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,s3s=off")),
         )
         .init();
     let cli = Cli::parse();
