@@ -12,7 +12,8 @@ use rusqlite::Connection;
 const SCHEMAS: &[&str] = &[
     "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);",
     crate::auth::SCHEMA,
-    crate::api::SCHEMA,
+    crate::api::jobs::SCHEMA,
+    crate::api::uploads::SCHEMA,
 ];
 
 #[derive(Clone)]

@@ -11,14 +11,19 @@ use serde_json::json;
 
 use crate::server::Backend;
 
-/// Tables: jobs, tracks, uploads.
-pub const SCHEMA: &str = "";
+pub mod jobs;
+pub mod uploads;
 
 pub fn router(backend: Backend) -> Router {
-    Router::new().with_state(backend)
+    Router::new()
+        .merge(jobs::routes())
+        .merge(uploads::routes())
+        .with_state(backend)
 }
 
-/// An engine API error, rendered as FastAPI does: `{"detail": "..."}` with the status.
+/// An engine API error. FastAPI's default body is `{"detail": "..."}`; the current engine
+/// renders its HTTP errors as `{"error": "...", "message": "..."}`. Both shapes are sent,
+/// so a client written against either keeps working.
 #[derive(Debug)]
 pub struct ApiError {
     pub status: StatusCode,
@@ -55,7 +60,11 @@ impl From<rusqlite::Error> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let mut res = (self.status, Json(json!({ "detail": self.detail }))).into_response();
+        let mut res = (
+            self.status,
+            Json(json!({ "detail": self.detail, "error": self.detail, "message": self.detail })),
+        )
+            .into_response();
         if self.status == StatusCode::UNAUTHORIZED {
             res.headers_mut().insert(
                 axum::http::header::WWW_AUTHENTICATE,
@@ -96,7 +105,10 @@ impl FromRequestParts<Backend> for AuthUser {
             crate::jwt::JwtError::Expired => {
                 ApiError::new(StatusCode::UNAUTHORIZED, "Token has expired")
             }
-            _ => ApiError::new(StatusCode::UNAUTHORIZED, "Invalid authentication credentials"),
+            _ => ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "Invalid authentication credentials",
+            ),
         })?;
         Ok(AuthUser {
             user_id: claims.sub,

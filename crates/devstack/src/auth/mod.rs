@@ -10,12 +10,15 @@
 //!   bearer authentication;
 //! - `token`: `/signup`, `/token`, `/user`, `/logout`;
 //! - `otp`: `/otp`, `/verify`, the mailbox;
-//! - `oauth`: `/authorize`, the consent page, the `pkce` grant.
+//! - `oauth`: `/authorize`, the consent page, the `pkce` grant;
+//! - `stats`: counters of refresh-token grants and refusals (`GET /devstack/stats`), so
+//!   tests can count refreshes at the server.
 
 pub mod errors;
 pub mod oauth;
 pub mod otp;
 pub mod sessions;
+pub mod stats;
 pub mod token;
 pub mod users;
 
@@ -87,6 +90,10 @@ CREATE TABLE IF NOT EXISTS auth_mailbox (
     kind       TEXT NOT NULL,
     sent_at    INTEGER NOT NULL
 );
+CREATE TABLE IF NOT EXISTS auth_stats (
+    name  TEXT PRIMARY KEY,
+    count INTEGER NOT NULL
+);
 CREATE INDEX IF NOT EXISTS auth_mailbox_recipient ON auth_mailbox (recipient, id);
 CREATE TABLE IF NOT EXISTS auth_flow_states (
     id                    TEXT PRIMARY KEY,
@@ -121,11 +128,12 @@ pub fn router(backend: Backend) -> Router {
         .with_state(backend)
 }
 
-/// Developer tooling: `GET /devstack/mailbox/{email}` and the OAuth consent page
-/// `GET|POST /devstack/oauth/consent`. No API key: a developer or a browser uses them.
+/// Developer tooling: `GET /devstack/mailbox/{email}`, the OAuth consent page
+/// `GET|POST /devstack/oauth/consent` and the auth counters `GET /devstack/stats`. No API key: a developer or a browser uses them.
 pub fn devstack_router(backend: Backend) -> Router {
     Router::new()
         .route("/mailbox/{email}", get(otp::mailbox))
+        .route("/stats", get(stats::get_stats))
         .route(
             "/oauth/consent",
             get(oauth::consent_page).post(oauth::consent_decision),

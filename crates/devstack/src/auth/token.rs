@@ -218,9 +218,11 @@ fn refresh_grant(backend: &Backend, body: &Bytes) -> Result<Value, AuthError> {
     let interval =
         i64::try_from(backend.config.refresh_reuse_interval.as_millis()).unwrap_or(i64::MAX / 2);
     let token = params.refresh_token;
-    let issued = backend
+    let outcome = backend
         .db
-        .call(move |c| sessions::refresh(c, &token, now, interval))??;
+        .call(move |c| sessions::refresh(c, &token, now, interval))?;
+    super::stats::count_refresh(backend, outcome.as_ref().err().copied());
+    let issued = outcome?;
     Ok(sessions::session_response(backend, &issued))
 }
 
