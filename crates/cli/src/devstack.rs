@@ -49,9 +49,14 @@ pub struct DevstackArgs {
     /// The S3 base URL presigned URLs are signed for (e.g. a proxy in front of the store).
     #[arg(long)]
     public_url: Option<url::Url>,
+    /// Save this devstack's URLs as a profile in settings.toml once it is ready (the
+    /// `local` profile, or the one `--profile` names), so `rohimaya login` and the app
+    /// find it.
+    #[arg(long)]
+    save_profile: bool,
 }
 
-pub async fn run(args: DevstackArgs) -> anyhow::Result<()> {
+pub async fn run(args: DevstackArgs, profile: Option<&str>) -> anyhow::Result<()> {
     let data = args
         .data
         .unwrap_or_else(|| rohimaya_core::config::Paths::from_env().devstack_dir());
@@ -82,6 +87,21 @@ pub async fn run(args: DevstackArgs) -> anyhow::Result<()> {
     let devstack = rohimaya_devstack::start(config)
         .await
         .context("the local backend did not start")?;
+    if args.save_profile {
+        let name = profile.unwrap_or(rohimaya_core::config::DEFAULT_PROFILE);
+        let endpoints = rohimaya_core::config::Endpoints {
+            supabase_url: devstack.info.supabase_url.clone(),
+            anon_key: devstack.info.anon_key.clone(),
+            api_url: devstack.info.api_url.clone(),
+            origin: None,
+        };
+        rohimaya_core::config::save_profile(
+            &rohimaya_core::config::Paths::from_env(),
+            name,
+            &endpoints,
+        )
+        .with_context(|| format!("cannot save the devstack as profile {name}"))?;
+    }
     println!("{}", serde_json::to_string(&devstack.info)?);
     stop.wait().await;
     devstack.shutdown().await;

@@ -2,7 +2,12 @@
 //! flags, calls one function and renders the result; rules live in the core (and, for
 //! `devstack`, in rohimaya-devstack).
 
+mod account;
 mod devstack;
+mod jobs;
+mod output;
+mod queue;
+mod upload;
 
 use clap::{Parser, Subcommand};
 
@@ -13,6 +18,10 @@ use clap::{Parser, Subcommand};
     about = "Rohimaya: turn manuscripts into audiobooks"
 )]
 struct Cli {
+    /// The profile (backend and session) to use: local, cloud or a custom name
+    /// (default: $ROHIMAYA_PROFILE, else local).
+    #[arg(long, global = true, value_name = "NAME")]
+    profile: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -20,7 +29,21 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the local backend (auth, engine API, S3 store, narration simulator) on loopback.
-    Devstack(devstack::DevstackArgs),
+    Devstack(Box<devstack::DevstackArgs>),
+    /// Create an account (password read from stdin).
+    Signup(account::SignupArgs),
+    /// Sign in with a password, an emailed code or a provider in the browser.
+    Login(account::LoginArgs),
+    /// Sign out and forget the session on this computer.
+    Logout(account::JsonArgs),
+    /// Show who is signed in; exits 1 when no one is.
+    Whoami(account::JsonArgs),
+    /// List and manage narration jobs.
+    Jobs(jobs::JobsArgs),
+    /// Upload manuscripts and create their narration jobs (resumable, verified).
+    Upload(upload::UploadArgs),
+    /// Show and control the upload queue.
+    Queue(queue::QueueArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -39,16 +62,44 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::FAILURE;
         }
     };
-    let result = runtime.block_on(async {
+    let profile = cli.profile.as_deref();
+    runtime.block_on(async {
         match cli.command {
-            Command::Devstack(args) => devstack::run(args).await,
+            Command::Devstack(args) => match devstack::run(*args, profile).await {
+                Ok(()) => std::process::ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("rohimaya: {e:#}");
+                    std::process::ExitCode::FAILURE
+                }
+            },
+            Command::Signup(args) => {
+                let json = args.json;
+                output::finish(account::signup(profile, args).await, json)
+            }
+            Command::Login(args) => {
+                let json = args.json;
+                output::finish(account::login(profile, args).await, json)
+            }
+            Command::Logout(args) => {
+                let json = args.json;
+                output::finish(account::logout(profile, args).await, json)
+            }
+            Command::Whoami(args) => {
+                let json = args.json;
+                output::finish(account::whoami(profile, args).await, json)
+            }
+            Command::Jobs(args) => {
+                let json = args.json();
+                output::finish(jobs::run(profile, args).await, json)
+            }
+            Command::Upload(args) => {
+                let json = args.json;
+                output::finish(upload::run(profile, args).await, json)
+            }
+            Command::Queue(args) => {
+                let json = args.json();
+                output::finish(queue::run(profile, args).await, json)
+            }
         }
-    });
-    match result {
-        Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("rohimaya: {e:#}");
-            std::process::ExitCode::FAILURE
-        }
-    }
+    })
 }

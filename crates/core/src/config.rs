@@ -5,6 +5,11 @@
 //! from the `[backend]` table of `settings.toml` in the config dir. This module owns that
 //! decision and the OS paths (via `directories`); it never starts a backend and never
 //! touches the network.
+//!
+//! Profiles name backends for the CLI and the session store: `[profiles.NAME]` tables in
+//! `settings.toml` (`local`, written by `rohimaya devstack --save-profile`; `cloud`;
+//! any custom name). [`Profile::resolve`] picks the profile (flag, `ROHIMAYA_PROFILE`,
+//! else `local`) and its endpoints (`ROHIMAYA_*` variables override the file).
 
 use std::path::{Path, PathBuf};
 
@@ -41,10 +46,23 @@ pub enum ConfigError {
          of them to use the local backend"
     )]
     Incomplete { missing: String, verb: &'static str },
-    #[error("{name} is not a valid http(s) URL ({value}): use a full URL such as https://example.supabase.co")]
+    #[error(
+        "{name} is not a valid http(s) URL ({value}): use a full URL such as https://example.supabase.co"
+    )]
     InvalidUrl { name: &'static str, value: String },
     #[error("cannot read {path}: {reason}. Fix or delete the file")]
     Unreadable { path: PathBuf, reason: String },
+    #[error(
+        "no backend is known for profile {name:?}: for the local backend run `rohimaya \
+         devstack --save-profile`; for another backend add [profiles.{name}] with \
+         supabase_url, anon_key and api_url to {settings}, or set ROHIMAYA_SUPABASE_URL, \
+         ROHIMAYA_SUPABASE_ANON_KEY and ROHIMAYA_API_URL"
+    )]
+    ProfileUnknown { name: String, settings: PathBuf },
+    #[error("{name:?} is not a profile name: use 1 to 64 letters, digits, '-' or '_'")]
+    ProfileInvalidName { name: String },
+    #[error("cannot write {path}: {reason}")]
+    Unwritable { path: PathBuf, reason: String },
 }
 
 impl CoreError for ConfigError {
@@ -52,7 +70,11 @@ impl CoreError for ConfigError {
         match self {
             ConfigError::Incomplete { .. } => ErrorCode::ConfigIncomplete,
             ConfigError::InvalidUrl { .. } => ErrorCode::ConfigInvalidUrl,
-            ConfigError::Unreadable { .. } => ErrorCode::ConfigUnreadable,
+            ConfigError::Unreadable { .. } | ConfigError::Unwritable { .. } => {
+                ErrorCode::ConfigUnreadable
+            }
+            ConfigError::ProfileUnknown { .. } => ErrorCode::ProfileUnknown,
+            ConfigError::ProfileInvalidName { .. } => ErrorCode::ProfileInvalidName,
         }
     }
 }
@@ -66,12 +88,155 @@ pub mod env {
     pub const DATA_DIR: &str = "ROHIMAYA_DATA_DIR";
     pub const CONFIG_DIR: &str = "ROHIMAYA_CONFIG_DIR";
     pub const LIBRARY_DIR: &str = "ROHIMAYA_LIBRARY_DIR";
+    pub const PROFILE: &str = "ROHIMAYA_PROFILE";
 }
 
 /// `settings.toml`, as far as this module reads it.
 #[derive(Debug, Default, Deserialize)]
 struct SettingsFile {
     backend: Option<Endpoints>,
+    #[serde(default)]
+    profiles: std::collections::BTreeMap<String, Endpoints>,
+}
+
+/// The profile used when none is named.
+pub const DEFAULT_PROFILE: &str = "local";
+
+/// Where a profile's endpoints came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ProfileSource {
+    /// `ROHIMAYA_SUPABASE_URL`, `ROHIMAYA_SUPABASE_ANON_KEY`, `ROHIMAYA_API_URL`.
+    Environment,
+    /// `[profiles.NAME]` in `settings.toml`.
+    SettingsFile,
+    /// The `[backend]` table of `settings.toml` (used when no profile was named).
+    BackendTable,
+}
+
+/// A named backend: the session store keeps one session per profile.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Profile {
+    pub name: String,
+    pub endpoints: Endpoints,
+    pub source: ProfileSource,
+}
+
+/// Profile names key keyring entries and lock files: keep them plain.
+pub fn validate_profile_name(name: &str) -> Result<(), ConfigError> {
+    let ok = (1..=64).contains(&name.len())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+    if ok {
+        Ok(())
+    } else {
+        Err(ConfigError::ProfileInvalidName {
+            name: name.to_string(),
+        })
+    }
+}
+
+impl Profile {
+    /// The profile named `name` (else `ROHIMAYA_PROFILE`, else `local`) with its
+    /// endpoints: the `ROHIMAYA_*` variables when set, else `[profiles.NAME]`, else (when
+    /// no name was given) the `[backend]` table.
+    pub fn resolve(paths: &Paths, name: Option<&str>) -> Result<Self, ConfigError> {
+        Self::resolve_with(|n| std::env::var(n).ok(), &paths.settings_file(), name)
+    }
+
+    /// As [`resolve`](Self::resolve) with an injected environment (for tests).
+    pub fn resolve_with(
+        var: impl Fn(&str) -> Option<String>,
+        settings_file: &Path,
+        name: Option<&str>,
+    ) -> Result<Self, ConfigError> {
+        let named = name
+            .map(str::to_string)
+            .or_else(|| var(env::PROFILE).filter(|v| !v.trim().is_empty()));
+        let explicit = named.is_some();
+        let name = named.unwrap_or_else(|| DEFAULT_PROFILE.to_string());
+        validate_profile_name(&name)?;
+        let env_choice = BackendChoice::resolve_with(&var, Path::new(""))?;
+        if let BackendChoice::Remote(endpoints) = env_choice {
+            return Ok(Self {
+                name,
+                endpoints,
+                source: ProfileSource::Environment,
+            });
+        }
+        let mut settings = read_settings(settings_file)?;
+        if let Some(endpoints) = settings.profiles.remove(&name) {
+            return Ok(Self {
+                name,
+                endpoints: validated(endpoints)?,
+                source: ProfileSource::SettingsFile,
+            });
+        }
+        match settings.backend {
+            Some(endpoints) if !explicit => Ok(Self {
+                name,
+                endpoints: validated(endpoints)?,
+                source: ProfileSource::BackendTable,
+            }),
+            _ => Err(ConfigError::ProfileUnknown {
+                name,
+                settings: settings_file.to_path_buf(),
+            }),
+        }
+    }
+}
+
+/// Writes `endpoints` as `[profiles.NAME]` of `settings.toml`, keeping the rest of the
+/// file (comments included) as it is.
+pub fn save_profile(paths: &Paths, name: &str, endpoints: &Endpoints) -> Result<(), ConfigError> {
+    validate_profile_name(name)?;
+    let path = paths.settings_file();
+    let text = match std::fs::read_to_string(&path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+        Err(e) => {
+            return Err(ConfigError::Unreadable {
+                path,
+                reason: e.to_string(),
+            });
+        }
+    };
+    let mut doc: toml_edit::DocumentMut =
+        text.parse()
+            .map_err(|e: toml_edit::TomlError| ConfigError::Unreadable {
+                path: path.clone(),
+                reason: e.to_string(),
+            })?;
+    let profiles = doc
+        .entry("profiles")
+        .or_insert_with(|| {
+            let mut t = toml_edit::Table::new();
+            t.set_implicit(true);
+            toml_edit::Item::Table(t)
+        })
+        .as_table_mut()
+        .ok_or_else(|| ConfigError::Unreadable {
+            path: path.clone(),
+            reason: "`profiles` is not a table".into(),
+        })?;
+    let mut table = toml_edit::Table::new();
+    table["supabase_url"] = toml_edit::value(&endpoints.supabase_url);
+    table["anon_key"] = toml_edit::value(&endpoints.anon_key);
+    table["api_url"] = toml_edit::value(&endpoints.api_url);
+    if let Some(origin) = &endpoints.origin {
+        table["origin"] = toml_edit::value(origin);
+    }
+    profiles.insert(name, toml_edit::Item::Table(table));
+    let unwritable = |e: std::io::Error| ConfigError::Unwritable {
+        path: path.clone(),
+        reason: e.to_string(),
+    };
+    std::fs::create_dir_all(&paths.config_dir).map_err(unwritable)?;
+    // Write beside, then rename: a crash never leaves half a settings file.
+    let tmp = path.with_extension("toml.tmp");
+    std::fs::write(&tmp, doc.to_string()).map_err(unwritable)?;
+    std::fs::rename(&tmp, &path).map_err(unwritable)
 }
 
 impl BackendChoice {
@@ -100,7 +265,12 @@ impl BackendChoice {
                     missing: missing.join(", "),
                 });
             }
-            let [(_, Some(supabase_url)), (_, Some(anon_key)), (_, Some(api_url))] = found else {
+            let [
+                (_, Some(supabase_url)),
+                (_, Some(anon_key)),
+                (_, Some(api_url)),
+            ] = found
+            else {
                 unreachable!("checked above that none is missing")
             };
             let endpoints = Endpoints {
@@ -170,7 +340,11 @@ impl Paths {
         let dirs = directories::ProjectDirs::from("app", "Rohimaya", "Rohimaya");
         let home = directories::UserDirs::new().map(|u| u.home_dir().to_path_buf());
         let fallback = std::env::temp_dir().join("rohimaya");
-        let over = |name: &str| std::env::var_os(name).filter(|v| !v.is_empty()).map(PathBuf::from);
+        let over = |name: &str| {
+            std::env::var_os(name)
+                .filter(|v| !v.is_empty())
+                .map(PathBuf::from)
+        };
         Paths {
             config_dir: over(env::CONFIG_DIR)
                 .or_else(|| dirs.as_ref().map(|d| d.config_dir().to_path_buf()))
@@ -250,7 +424,10 @@ mod tests {
         .unwrap_err();
         assert_eq!(err.code(), ErrorCode::ConfigIncomplete);
         let text = err.to_string();
-        assert!(text.contains(env::ANON_KEY) && text.contains(env::API_URL), "{text}");
+        assert!(
+            text.contains(env::ANON_KEY) && text.contains(env::API_URL),
+            "{text}"
+        );
     }
 
     #[test]
@@ -268,6 +445,70 @@ mod tests {
     }
 
     #[test]
+    fn profiles_resolve_from_file_env_and_backend_table() {
+        let dir = tempfile::tempdir().unwrap();
+        let paths = Paths {
+            config_dir: dir.path().join("config"),
+            data_dir: dir.path().join("data"),
+            library_dir: dir.path().join("lib"),
+        };
+        let file = paths.settings_file();
+        let err = Profile::resolve_with(env_of(&[]), &file, None).unwrap_err();
+        assert_eq!(err.code(), ErrorCode::ProfileUnknown);
+        assert!(err.to_string().contains("--save-profile"), "{err}");
+
+        std::fs::create_dir_all(&paths.config_dir).unwrap();
+        std::fs::write(&file, "# mine\n[backend]\nsupabase_url = \"http://127.0.0.1:7\"\nanon_key = \"b\"\napi_url = \"http://127.0.0.1:7/api\"\n").unwrap();
+        let p = Profile::resolve_with(env_of(&[]), &file, None).unwrap();
+        assert_eq!(
+            (p.name.as_str(), p.source),
+            ("local", ProfileSource::BackendTable)
+        );
+        // A named profile does not fall back to [backend].
+        let err = Profile::resolve_with(env_of(&[]), &file, Some("cloud")).unwrap_err();
+        assert_eq!(err.code(), ErrorCode::ProfileUnknown);
+
+        let local = Endpoints {
+            supabase_url: "http://127.0.0.1:9".into(),
+            anon_key: "k".into(),
+            api_url: "http://127.0.0.1:9/api".into(),
+            origin: None,
+        };
+        save_profile(&paths, "local", &local).unwrap();
+        save_profile(&paths, "local", &local).unwrap();
+        let text = std::fs::read_to_string(&file).unwrap();
+        assert!(text.starts_with("# mine"), "{text}");
+        let p = Profile::resolve_with(env_of(&[]), &file, None).unwrap();
+        assert_eq!(
+            (p.endpoints, p.source),
+            (local.clone(), ProfileSource::SettingsFile)
+        );
+        let p = Profile::resolve_with(env_of(&[(env::PROFILE, "local")]), &file, None).unwrap();
+        assert_eq!(p.name, "local");
+
+        let p = Profile::resolve_with(
+            env_of(&[
+                (env::SUPABASE_URL, "https://x.supabase.co"),
+                (env::ANON_KEY, "anon"),
+                (env::API_URL, "https://api.example.com"),
+            ]),
+            &file,
+            Some("cloud"),
+        )
+        .unwrap();
+        assert_eq!(
+            (p.name.as_str(), p.source),
+            ("cloud", ProfileSource::Environment)
+        );
+        assert_eq!(p.endpoints.api_url, "https://api.example.com");
+
+        for bad in ["", "a/b", "..", "x y", &"z".repeat(65)] {
+            let err = Profile::resolve_with(env_of(&[]), &file, Some(bad)).unwrap_err();
+            assert_eq!(err.code(), ErrorCode::ProfileInvalidName, "{bad:?}");
+        }
+    }
+
+    #[test]
     fn settings_file_backend_is_used() {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("settings.toml");
@@ -277,7 +518,9 @@ mod tests {
         )
         .unwrap();
         let choice = BackendChoice::resolve_with(env_of(&[]), &file).unwrap();
-        assert!(matches!(choice, BackendChoice::Remote(e) if e.api_url == "http://127.0.0.1:9/api"));
+        assert!(
+            matches!(choice, BackendChoice::Remote(e) if e.api_url == "http://127.0.0.1:9/api")
+        );
         std::fs::write(&file, "[backend\n").unwrap();
         let err = BackendChoice::resolve_with(env_of(&[]), &file).unwrap_err();
         assert_eq!(err.code(), ErrorCode::ConfigUnreadable);

@@ -3,7 +3,14 @@
 //! It never depends on Tauri, the UI or the devstack.
 
 pub mod api;
+pub mod api_uploads;
+pub mod auth;
 pub mod config;
 pub mod error;
+pub mod events;
+pub mod queue;
+pub mod secrets;
+pub mod status;
+pub mod transfer;
 
 pub use error::{CoreError, ErrorCode};

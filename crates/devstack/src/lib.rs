@@ -17,6 +17,7 @@ pub mod auth;
 pub mod clock;
 pub mod config;
 pub mod db;
+pub mod faults;
 pub mod jwt;
 pub mod keys;
 pub mod simulator;

@@ -1,0 +1,101 @@
+//! `rohimaya queue [list|run|pause [ID]|resume [ID]|cancel ID|retry ID|set ...] [--json]`: the
+//! durable upload queue of the signed-in account. `pause`/`resume` without an id are the
+//! global pause. Thin: every rule is in `rohimaya_core::queue`.
+
+use rohimaya_core::events::EventBus;
+
+use crate::output::{Outcome, print_json};
+use crate::upload::{run_queue, runner};
+
+#[derive(clap::Args)]
+pub struct QueueArgs {
+    #[command(subcommand)]
+    action: Option<QueueAction>,
+    /// Print stable JSON.
+    #[arg(long, global = true)]
+    json: bool,
+}
+
+impl QueueArgs {
+    pub fn json(&self) -> bool {
+        self.json
+    }
+}
+
+#[derive(clap::Subcommand)]
+enum QueueAction {
+    /// List the queued files (the default).
+    List,
+    /// Upload everything queued or interrupted, until done.
+    Run,
+    /// Pause one file, or the whole queue without an id.
+    Pause { id: Option<i64> },
+    /// Resume one file, or the whole queue without an id.
+    Resume { id: Option<i64> },
+    /// Cancel a file (its partial upload is discarded on the server).
+    Cancel { id: i64 },
+    /// Queue a failed or cancelled file again.
+    Retry { id: i64 },
+    /// Change the queue's settings (kept in state.db).
+    Set {
+        /// Shared bandwidth limit in bytes per second (0 = none).
+        #[arg(long)]
+        bandwidth: Option<u64>,
+        /// Files uploaded at the same time.
+        #[arg(long)]
+        files: Option<usize>,
+        /// Parts of one file in flight.
+        #[arg(long)]
+        parts: Option<usize>,
+    },
+}
+
+pub async fn run(profile: Option<&str>, args: QueueArgs) -> Outcome {
+    let bus = EventBus::new();
+    let (runner, _) = runner(profile, bus.clone()).await?;
+    match args.action.unwrap_or(QueueAction::List) {
+        QueueAction::List => {}
+        QueueAction::Run => run_queue(&runner, &bus, args.json).await?,
+        QueueAction::Pause { id: Some(id) } => runner.pause(id)?,
+        QueueAction::Pause { id: None } => runner.pause_all()?,
+        QueueAction::Resume { id: Some(id) } => runner.resume(id)?,
+        QueueAction::Resume { id: None } => runner.resume_all()?,
+        QueueAction::Cancel { id } => runner.cancel(id).await?,
+        QueueAction::Retry { id } => runner.retry(id)?,
+        QueueAction::Set {
+            bandwidth,
+            files,
+            parts,
+        } => {
+            runner.update_settings(|s| {
+                s.bandwidth_limit = bandwidth.unwrap_or(s.bandwidth_limit);
+                s.files_in_flight = files.unwrap_or(s.files_in_flight);
+                s.parts_in_flight = parts.unwrap_or(s.parts_in_flight);
+            })?;
+        }
+    }
+    let items = runner.list()?;
+    if args.json {
+        let settings = runner.store().settings()?;
+        return print_json(&serde_json::json!({ "items": items, "settings": settings }));
+    }
+    if items.is_empty() {
+        println!("The queue is empty.");
+    }
+    for i in &items {
+        let detail = match (&i.job_id, &i.error_message) {
+            (Some(job), _) => format!("job {job}"),
+            (None, Some(e)) => e.clone(),
+            _ if i.part_count > 1 => format!("{}/{} parts", i.parts_done, i.part_count),
+            _ => String::new(),
+        };
+        println!(
+            "{:>4}  {:<10} {}  {}",
+            i.id,
+            i.state.as_str(),
+            i.path.display(),
+            detail
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,103 @@
+//! The durable transfer queue: every file the user asked to upload, in `state.db`
+//! (SQLite, WAL), with what is needed to resume it after a crash, a kill or a reboot: its
+//! upload id, object key and fixed part size, the parts already stored with their ETags,
+//! and the file's size, mtime and checksums (to notice that it changed).
+//!
+//! - [`store`]: [`QueueStore`], the tables and every read and write of them;
+//! - [`runner`]: [`QueueRunner`], which drives the queued files through
+//!   [`crate::transfer::UploadSession`] and creates their jobs; pause, resume, cancel,
+//!   retry, global pause, concurrency and bandwidth settings.
+//!
+//! It owns the queue's state and its transitions. It never talks HTTP itself (the
+//! transfer engine and the API client do) and never keeps a presigned URL: they are
+//! short-lived and signed again when needed.
+
+pub mod runner;
+pub mod store;
+
+pub use runner::{Enqueued, QueueRunner};
+pub use store::{QueueItem, QueueSettings, QueueStore};
+/// The token that stops a runner (re-exported so shells need no extra dependency).
+pub use tokio_util::sync::CancellationToken;
+
+use std::path::PathBuf;
+
+use crate::error::{CoreError, ErrorCode};
+use crate::transfer::TransferError;
+
+/// Where a queued file stands, as stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ItemState {
+    Queued,
+    Uploading,
+    Paused,
+    Failed,
+    Cancelled,
+    Completed,
+}
+
+impl ItemState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ItemState::Queued => "queued",
+            ItemState::Uploading => "uploading",
+            ItemState::Paused => "paused",
+            ItemState::Failed => "failed",
+            ItemState::Cancelled => "cancelled",
+            ItemState::Completed => "completed",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "queued" => ItemState::Queued,
+            "uploading" => ItemState::Uploading,
+            "paused" => ItemState::Paused,
+            "failed" => ItemState::Failed,
+            "cancelled" => ItemState::Cancelled,
+            "completed" => ItemState::Completed,
+            _ => return None,
+        })
+    }
+}
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum QueueError {
+    #[error("the transfer queue ({path}) cannot be used: {reason}")]
+    Db { path: PathBuf, reason: String },
+    #[error("no queued upload has id {id}. `rohimaya queue list` shows them")]
+    Unknown { id: i64 },
+    #[error(
+        "{path} {} (same content as queue item {existing}{}); nothing was sent. Use --force to \
+         upload it again",
+        if *existing_state == ItemState::Completed { "was already uploaded from this computer" } else { "is already in the upload queue" },
+        job_id.as_ref().map(|j| format!(", job {j}")).unwrap_or_default()
+    )]
+    Duplicate {
+        path: PathBuf,
+        existing: i64,
+        existing_state: ItemState,
+        job_id: Option<String>,
+    },
+    #[error("queue item {id} is {state}: cannot {action} it")]
+    InvalidState {
+        id: i64,
+        state: &'static str,
+        action: &'static str,
+    },
+    #[error(transparent)]
+    Transfer(#[from] TransferError),
+}
+
+impl CoreError for QueueError {
+    fn code(&self) -> ErrorCode {
+        match self {
+            QueueError::Db { .. } => ErrorCode::QueueUnavailable,
+            QueueError::Unknown { .. } => ErrorCode::QueueItemUnknown,
+            QueueError::Duplicate { .. } => ErrorCode::DuplicateUpload,
+            QueueError::InvalidState { .. } => ErrorCode::RequestRejected,
+            QueueError::Transfer(e) => e.code(),
+        }
+    }
+}

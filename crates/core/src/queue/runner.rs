@@ -1,0 +1,622 @@
+//! [`QueueRunner`]: drives one account's queued files through the upload engine, a few at
+//! a time, and creates each file's narration job once its object is stored and verified.
+//!
+//! It owns the transitions of queue items (queued -> uploading -> completed, paused,
+//! failed, cancelled), the checks before a resume (file changed? ask the server which
+//! parts it has) and the dedupe by content. Stops are by cancellation token: pause, cancel
+//! and the global pause cancel a file's token and say why; a shutdown (or a crash) leaves
+//! the item as it was, to be resumed by the next runner over the same `state.db`. It never
+//! blocks on the network while holding the database.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use futures::StreamExt;
+use futures::stream::FuturesUnordered;
+use tokio_util::sync::CancellationToken;
+
+use super::store::{ItemRecord, QueueSettings, QueueStore};
+use super::{ItemState, QueueError};
+use crate::api_uploads::{JobOptions, UploadApiError};
+use crate::error::CoreError;
+use crate::events::{Event, TransferNotice, TransferState};
+use crate::transfer::manuscript::{self, Manuscript};
+use crate::transfer::plan::{FileDigest, PartPlan};
+use crate::transfer::retry::pause;
+use crate::transfer::upload::UploadJob;
+use crate::transfer::{
+    ProgressMeter, ResumePoint, TransferError, UploadJournal, UploadResult, UploadSession,
+};
+
+/// A file accepted into the queue.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Enqueued {
+    pub id: i64,
+    pub path: PathBuf,
+    pub size: u64,
+    pub sha256: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum StopReason {
+    Pause,
+    Cancel,
+    GlobalPause,
+}
+
+struct Active {
+    token: CancellationToken,
+    reason: Option<StopReason>,
+}
+
+pub struct QueueRunner {
+    store: QueueStore,
+    session: UploadSession,
+    account: String,
+    active: Mutex<HashMap<i64, Active>>,
+    wake: tokio::sync::Notify,
+}
+
+impl std::fmt::Debug for QueueRunner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("QueueRunner")
+            .field("account", &self.account)
+            .finish()
+    }
+}
+
+/// Persists what the engine reports about one item.
+struct RowJournal<'a> {
+    store: &'a QueueStore,
+    id: i64,
+}
+
+impl UploadJournal for RowJournal<'_> {
+    fn multipart_started(&self, upload_id: &str, object_key: &str, _part_size: u64) {
+        if let Err(e) = self
+            .store
+            .set_upload(self.id, Some(upload_id), Some(object_key))
+        {
+            tracing::warn!("queue: {e}");
+        }
+    }
+    fn part_stored(&self, part_number: u32, etag: &str) {
+        if let Err(e) = self.store.part_stored(self.id, part_number, etag) {
+            tracing::warn!("queue: {e}");
+        }
+    }
+    fn upload_gone(&self) {
+        if let Err(e) = self.store.set_upload(self.id, None, None) {
+            tracing::warn!("queue: {e}");
+        }
+    }
+}
+
+impl QueueRunner {
+    /// A runner for `account` (the signed-in user's id) over `store`. The queue's saved
+    /// settings (parts in flight, bandwidth limit) are applied to `session`.
+    pub fn new(
+        store: QueueStore,
+        mut session: UploadSession,
+        account: impl Into<String>,
+    ) -> Result<Self, QueueError> {
+        let settings = store.settings()?;
+        session.settings.parts_in_flight = settings.parts_in_flight;
+        session.limiter.set_rate(settings.bandwidth_limit);
+        Ok(Self {
+            store,
+            session,
+            account: account.into(),
+            active: Mutex::new(HashMap::new()),
+            wake: tokio::sync::Notify::new(),
+        })
+    }
+
+    /// The runner the shells use: the queue in `{data_dir}/state.db`, the backend at
+    /// `endpoints`, tokens from `tokens`, default transfer settings, events on `bus`.
+    pub fn open(
+        data_dir: &Path,
+        endpoints: &crate::config::Endpoints,
+        tokens: std::sync::Arc<dyn crate::api_uploads::AccessTokens>,
+        account: impl Into<String>,
+        bus: crate::events::EventBus,
+    ) -> Result<Self, QueueError> {
+        let store = QueueStore::open(&data_dir.join("state.db"))?;
+        let api = crate::api_uploads::UploadsApi::new(
+            crate::api_uploads::UploadsApi::default_http(),
+            endpoints,
+            tokens,
+        );
+        let session = UploadSession::new(api, bus, crate::transfer::TransferSettings::default());
+        Self::new(store, session, account)
+    }
+
+    pub fn store(&self) -> &QueueStore {
+        &self.store
+    }
+
+    pub fn session(&self) -> &UploadSession {
+        &self.session
+    }
+
+    fn active(&self) -> std::sync::MutexGuard<'_, HashMap<i64, Active>> {
+        match self.active.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        }
+    }
+
+    fn publish_state(&self, id: i64, path: &Path, state: TransferState, detail: Option<String>) {
+        self.session.bus.publish(Event::TransferState {
+            transfer_id: id.to_string(),
+            path: path.to_path_buf(),
+            state,
+            detail,
+        });
+    }
+
+    fn notice(&self, id: i64, notice: TransferNotice) {
+        self.session.bus.publish(Event::TransferNotice {
+            transfer_id: id.to_string(),
+            notice,
+        });
+    }
+
+    /// Accepts `path` into the queue: checks it is a manuscript, computes its checksums
+    /// and refuses content this account already uploaded unless `force`.
+    pub async fn enqueue(
+        &self,
+        path: &Path,
+        options: &JobOptions,
+        force: bool,
+    ) -> Result<Enqueued, QueueError> {
+        let m = inspect(path).await?;
+        let plan = PartPlan::for_size(m.size, self.session.settings.plan);
+        let digest = digest(&m.path, plan).await?;
+        if !force
+            && let Some((existing, existing_state, job_id)) = self
+                .store
+                .find_same_content(&self.account, &digest.sha256)?
+        {
+            return Err(QueueError::Duplicate {
+                path: m.path.clone(),
+                existing,
+                existing_state,
+                job_id,
+            });
+        }
+        let id = self.store.insert(
+            &self.account,
+            &m.path,
+            &m.file_name,
+            m.content_type,
+            m.size,
+            m.mtime_ms,
+            &plan,
+            &digest,
+            options,
+        )?;
+        self.publish_state(id, &m.path, TransferState::Queued, None);
+        self.wake.notify_one();
+        Ok(Enqueued {
+            id,
+            path: m.path,
+            size: m.size,
+            sha256: digest.sha256,
+        })
+    }
+
+    /// Runs every runnable item (queued, or interrupted earlier) until none is left or the
+    /// queue is paused; `shutdown` stops the runner, leaving items to resume later.
+    pub async fn run_until_idle(&self, shutdown: &CancellationToken) -> Result<(), QueueError> {
+        let mut running = FuturesUnordered::new();
+        loop {
+            let settings = self.store.settings()?;
+            if !settings.paused && !shutdown.is_cancelled() {
+                for id in self.store.runnable(&self.account)? {
+                    if running.len() >= settings.files_in_flight {
+                        break;
+                    }
+                    let token = shutdown.child_token();
+                    {
+                        let mut active = self.active();
+                        if active.contains_key(&id) {
+                            continue;
+                        }
+                        active.insert(
+                            id,
+                            Active {
+                                token: token.clone(),
+                                reason: None,
+                            },
+                        );
+                    }
+                    running.push(self.run_item(id, token));
+                }
+            }
+            if running.is_empty() {
+                return Ok(());
+            }
+            tokio::select! {
+                _ = running.next() => {}
+                _ = self.wake.notified() => {}
+            }
+        }
+    }
+
+    /// Runs the queue until `shutdown`, waiting for new work when idle (the app).
+    pub async fn run(&self, shutdown: &CancellationToken) -> Result<(), QueueError> {
+        loop {
+            self.run_until_idle(shutdown).await?;
+            tokio::select! {
+                _ = self.wake.notified() => {}
+                _ = shutdown.cancelled() => return Ok(()),
+            }
+        }
+    }
+
+    async fn run_item(&self, id: i64, token: CancellationToken) {
+        let result = self.process(id, &token).await;
+        let reason = self.active().remove(&id).and_then(|a| a.reason);
+        let path = self.store.record(id).map(|r| r.path).unwrap_or_default();
+        let outcome = match result {
+            Ok(job_id) => {
+                self.publish_state(id, &path, TransferState::Completed, Some(job_id));
+                Ok(())
+            }
+            Err(QueueError::Transfer(TransferError::Interrupted { .. })) => match reason {
+                Some(StopReason::Pause) => {
+                    self.publish_state(id, &path, TransferState::Paused, None);
+                    self.store.set_state(id, ItemState::Paused, None)
+                }
+                Some(StopReason::GlobalPause) => {
+                    self.publish_state(id, &path, TransferState::Paused, None);
+                    self.store.set_state(id, ItemState::Queued, None)
+                }
+                Some(StopReason::Cancel) => self.finish_cancel(id, &path).await,
+                // Shut down (or crashed): left as it is, resumed by the next runner.
+                None => Ok(()),
+            },
+            Err(e) => {
+                let code = e.code();
+                let message = e.to_string();
+                self.publish_state(
+                    id,
+                    &path,
+                    TransferState::Failed,
+                    Some(format!("{}: {message}", code.as_str())),
+                );
+                self.store
+                    .set_state(id, ItemState::Failed, Some((code.as_str(), &message)))
+            }
+        };
+        if let Err(e) = outcome {
+            tracing::warn!("queue: {e}");
+        }
+    }
+
+    /// Aborts the server's multipart upload (best effort) and marks the item cancelled.
+    async fn finish_cancel(&self, id: i64, path: &Path) -> Result<(), QueueError> {
+        let rec = self.store.record(id)?;
+        if let (Some(upload_id), Some(key)) = (&rec.upload_id, &rec.object_key)
+            && rec.stored_etag.is_none()
+            && let Err(e) = self.session.api.abort(upload_id, key).await
+        {
+            tracing::warn!("queue: could not abort upload of item {id}: {e}");
+        }
+        self.store.set_upload(id, None, None)?;
+        self.publish_state(id, path, TransferState::Cancelled, None);
+        self.store.set_state(id, ItemState::Cancelled, None)
+    }
+
+    /// Uploads one item and creates its job; returns the job id.
+    async fn process(&self, id: i64, stop: &CancellationToken) -> Result<String, QueueError> {
+        let mut rec = self.store.record(id)?;
+        self.store.set_state(id, ItemState::Uploading, None)?;
+        self.publish_state(id, &rec.path, TransferState::Uploading, None);
+        let meter = ProgressMeter::new(self.session.bus.clone(), id.to_string(), rec.size);
+        let mut m = inspect(&rec.path).await?;
+        if rec.stored_etag.is_none() {
+            let mut changed = if m.size != rec.size {
+                Some("its size changed since it was queued")
+            } else if m.mtime_ms != rec.mtime_ms {
+                Some("it was modified since it was queued")
+            } else {
+                None
+            };
+            if changed.is_none() && !rec.parts.is_empty() {
+                // Were the parts already sent sent from this very content?
+                meter.set_state(TransferState::Hashing);
+                let now = digest(&rec.path, rec.plan).await?;
+                let differs = rec.parts.iter().any(|(n, _)| {
+                    let i = (*n as usize).saturating_sub(1);
+                    now.part_md5s.get(i) != rec.digest.part_md5s.get(i)
+                });
+                if differs {
+                    changed = Some("the parts already sent no longer match the file");
+                }
+            }
+            if let Some(reason) = changed {
+                self.restart(&mut rec, &m, reason).await?;
+            }
+        }
+        let mut restarts = 0;
+        while rec.stored_etag.is_none() {
+            let resume = match (&rec.upload_id, &rec.object_key, rec.plan) {
+                (Some(u), Some(k), PartPlan::Multipart { part_size, .. }) => Some(ResumePoint {
+                    upload_id: u.clone(),
+                    object_key: k.clone(),
+                    part_size,
+                }),
+                _ => None,
+            };
+            let journal = RowJournal {
+                store: &self.store,
+                id,
+            };
+            let result = self
+                .session
+                .upload(UploadJob {
+                    transfer_id: &id.to_string(),
+                    manuscript: &m,
+                    plan: rec.plan,
+                    digest: &rec.digest,
+                    resume,
+                    journal: &journal,
+                    meter: &meter,
+                    options: &rec.options,
+                    cancel: stop,
+                })
+                .await;
+            match result {
+                Ok(UploadResult::Stored {
+                    object_key, etag, ..
+                }) => {
+                    self.store.object_stored(id, &object_key, &etag)?;
+                    rec.object_key = Some(object_key);
+                    rec.stored_etag = Some(etag);
+                }
+                Ok(UploadResult::JobCreated { job, .. }) => {
+                    self.store.completed(id, &job.id)?;
+                    return Ok(job.id);
+                }
+                Err(TransferError::FileChanged { .. }) if restarts < 2 => {
+                    restarts += 1;
+                    m = inspect(&rec.path).await?;
+                    self.restart(&mut rec, &m, "it changed while it was being sent")
+                        .await?;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        meter.set_state(TransferState::CreatingJob);
+        let key = rec.object_key.clone().unwrap_or_default();
+        let job = self.create_job(&key, &m, &rec.options, stop).await?;
+        self.store.completed(id, &job)?;
+        meter.set_state(TransferState::Completed);
+        Ok(job)
+    }
+
+    /// Starts `rec` over: aborts the old upload (best effort), plans and hashes the file
+    /// as it is now, and tells the user why.
+    async fn restart(
+        &self,
+        rec: &mut ItemRecord,
+        m: &Manuscript,
+        reason: &str,
+    ) -> Result<(), QueueError> {
+        if let (Some(u), Some(k)) = (&rec.upload_id, &rec.object_key)
+            && let Err(e) = self.session.api.abort(u, k).await
+        {
+            tracing::debug!("queue: could not abort the old upload: {e}");
+        }
+        let plan = PartPlan::for_size(m.size, self.session.settings.plan);
+        let digest = digest(&m.path, plan).await?;
+        self.store
+            .restart(rec.id, m.size, m.mtime_ms, &plan, &digest)?;
+        self.notice(
+            rec.id,
+            TransferNotice::RestartedFileChanged {
+                reason: format!(
+                    "{}: {reason}; uploading it again from the start",
+                    m.path.display()
+                ),
+            },
+        );
+        *rec = self.store.record(rec.id)?;
+        Ok(())
+    }
+
+    /// `POST /jobs`, retried only when the request surely created nothing (connect
+    /// failures, 429, 502-504), so a retry never makes a second job.
+    async fn create_job(
+        &self,
+        key: &str,
+        m: &Manuscript,
+        options: &JobOptions,
+        stop: &CancellationToken,
+    ) -> Result<String, QueueError> {
+        let policy = self.session.settings.retry;
+        let mut failures = 0;
+        loop {
+            let r = tokio::select! {
+                r = self.session.api.create_job(key, &m.file_name, options) => r,
+                _ = stop.cancelled() => return Err(TransferError::Interrupted { path: m.path.clone() }.into()),
+            };
+            let safe = |e: &UploadApiError| match e {
+                UploadApiError::Unreachable { before_sending, .. } => *before_sending,
+                UploadApiError::RateLimited { .. } => true,
+                UploadApiError::Server { status, .. } => matches!(status, 502..=504),
+                _ => false,
+            };
+            match r {
+                Ok(job) => return Ok(job.id),
+                Err(e) if safe(&e) && failures + 1 < policy.max_attempts => {
+                    failures += 1;
+                    if !pause(policy.delay(failures, e.retry_after()), stop).await {
+                        return Err(TransferError::Interrupted {
+                            path: m.path.clone(),
+                        }
+                        .into());
+                    }
+                }
+                Err(source) => {
+                    return Err(TransferError::Api {
+                        path: m.path.clone(),
+                        what: "creating the narration job".into(),
+                        source,
+                    }
+                    .into());
+                }
+            }
+        }
+    }
+
+    fn stop_active(&self, id: i64, reason: StopReason) -> bool {
+        let mut active = self.active();
+        match active.get_mut(&id) {
+            Some(a) => {
+                a.reason = Some(reason);
+                a.token.cancel();
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn state_of(&self, id: i64) -> Result<ItemState, QueueError> {
+        let item = self.store.item(&self.account, id)?;
+        Ok(item.state)
+    }
+
+    /// Pauses one file (its upload stays on the server, to be resumed).
+    pub fn pause(&self, id: i64) -> Result<(), QueueError> {
+        if self.stop_active(id, StopReason::Pause) {
+            return Ok(());
+        }
+        match self.state_of(id)? {
+            ItemState::Queued | ItemState::Uploading | ItemState::Paused => {
+                self.store.set_state(id, ItemState::Paused, None)
+            }
+            s => Err(QueueError::InvalidState {
+                id,
+                state: s.as_str(),
+                action: "pause",
+            }),
+        }
+    }
+
+    /// Resumes a paused file.
+    pub fn resume(&self, id: i64) -> Result<(), QueueError> {
+        match self.state_of(id)? {
+            ItemState::Paused | ItemState::Queued => {
+                self.store.set_state(id, ItemState::Queued, None)?;
+                self.wake.notify_one();
+                Ok(())
+            }
+            s => Err(QueueError::InvalidState {
+                id,
+                state: s.as_str(),
+                action: "resume",
+            }),
+        }
+    }
+
+    /// Queues a failed or cancelled file again (a multipart upload resumes where it was).
+    pub fn retry(&self, id: i64) -> Result<(), QueueError> {
+        match self.state_of(id)? {
+            ItemState::Failed | ItemState::Cancelled => {
+                self.store.set_state(id, ItemState::Queued, None)?;
+                self.wake.notify_one();
+                Ok(())
+            }
+            s => Err(QueueError::InvalidState {
+                id,
+                state: s.as_str(),
+                action: "retry",
+            }),
+        }
+    }
+
+    /// Cancels a file: stops it and aborts its multipart upload on the server.
+    pub async fn cancel(&self, id: i64) -> Result<(), QueueError> {
+        if self.stop_active(id, StopReason::Cancel) {
+            return Ok(());
+        }
+        match self.state_of(id)? {
+            ItemState::Completed => Err(QueueError::InvalidState {
+                id,
+                state: "completed",
+                action: "cancel",
+            }),
+            _ => {
+                let path = self.store.record(id)?.path;
+                self.finish_cancel(id, &path).await
+            }
+        }
+    }
+
+    /// The global pause: nothing starts, running files stop (and stay queued).
+    pub fn pause_all(&self) -> Result<(), QueueError> {
+        self.update_settings(|s| s.paused = true)?;
+        let ids: Vec<i64> = self.active().keys().copied().collect();
+        for id in ids {
+            self.stop_active(id, StopReason::GlobalPause);
+        }
+        Ok(())
+    }
+
+    pub fn resume_all(&self) -> Result<(), QueueError> {
+        self.update_settings(|s| s.paused = false)?;
+        self.wake.notify_one();
+        Ok(())
+    }
+
+    /// Changes and saves the queue's settings; the bandwidth limit applies at once, the
+    /// concurrency to files and parts started from now on.
+    pub fn update_settings(
+        &self,
+        f: impl FnOnce(&mut QueueSettings),
+    ) -> Result<QueueSettings, QueueError> {
+        let mut s = self.store.settings()?;
+        f(&mut s);
+        s.files_in_flight = s.files_in_flight.clamp(1, 16);
+        s.parts_in_flight = s.parts_in_flight.clamp(1, 64);
+        self.store.save_settings(&s)?;
+        self.session.limiter.set_rate(s.bandwidth_limit);
+        Ok(s)
+    }
+
+    /// The account's queued files.
+    pub fn list(&self) -> Result<Vec<super::QueueItem>, QueueError> {
+        self.store.list(&self.account)
+    }
+}
+
+async fn inspect(path: &Path) -> Result<Manuscript, QueueError> {
+    let p = path.to_path_buf();
+    tokio::task::spawn_blocking(move || manuscript::inspect(&p))
+        .await
+        .map_err(|e| TransferError::Unreadable {
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        })?
+        .map_err(|e| QueueError::Transfer(e.into()))
+}
+
+async fn digest(path: &Path, plan: PartPlan) -> Result<FileDigest, QueueError> {
+    let p = path.to_path_buf();
+    let joined = tokio::task::spawn_blocking(move || FileDigest::compute(&p, &plan)).await;
+    let unreadable = |reason: String| {
+        QueueError::Transfer(TransferError::Unreadable {
+            path: path.to_path_buf(),
+            reason,
+        })
+    };
+    match joined {
+        Ok(Ok(d)) => Ok(d),
+        Ok(Err(e)) => Err(unreadable(e.to_string())),
+        Err(e) => Err(unreadable(e.to_string())),
+    }
+}

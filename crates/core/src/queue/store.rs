@@ -1,0 +1,575 @@
+//! [`QueueStore`]: the queue's tables in `state.db` and every read and write of them.
+//!
+//! One connection behind a mutex (writes are small and quick), WAL journal, `synchronous
+//! = NORMAL`: a crash loses at most the last transaction, and every step the uploader
+//! reports (upload started, part stored, object stored, job created) is its own
+//! transaction. It owns the schema; it never does I/O beyond the database file.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use rusqlite::{Connection, OptionalExtension, params};
+use serde::Serialize;
+
+use super::{ItemState, QueueError};
+use crate::api_uploads::JobOptions;
+use crate::transfer::plan::{FileDigest, PartPlan};
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS transfers (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    account TEXT NOT NULL,
+    path TEXT NOT NULL,
+    file_name TEXT NOT NULL,
+    content_type TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    mtime_ms INTEGER NOT NULL,
+    sha256 TEXT NOT NULL,
+    -- 0 for a single PUT; else fixed when the upload was planned.
+    part_size INTEGER NOT NULL,
+    -- 16 bytes (MD5) per part, in part order.
+    part_md5s BLOB NOT NULL,
+    upload_id TEXT,
+    object_key TEXT,
+    -- Set once the object is stored and verified (the job may still be missing).
+    stored_etag TEXT,
+    state TEXT NOT NULL,
+    error_code TEXT,
+    error_message TEXT,
+    job_id TEXT,
+    options TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS transfers_by_content ON transfers (account, sha256);
+CREATE TABLE IF NOT EXISTS transfer_parts (
+    transfer_id INTEGER NOT NULL REFERENCES transfers(id) ON DELETE CASCADE,
+    part_number INTEGER NOT NULL,
+    etag TEXT NOT NULL,
+    PRIMARY KEY (transfer_id, part_number)
+);
+CREATE TABLE IF NOT EXISTS queue_settings (
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+";
+
+/// Queue-wide settings, persisted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct QueueSettings {
+    /// Files uploaded at the same time (default 2).
+    pub files_in_flight: usize,
+    /// Parts of one file in flight (default 4).
+    pub parts_in_flight: usize,
+    /// Shared bandwidth limit in bytes per second; 0 = none.
+    pub bandwidth_limit: u64,
+    /// The global pause: nothing starts or continues while set.
+    pub paused: bool,
+}
+
+impl Default for QueueSettings {
+    fn default() -> Self {
+        Self {
+            files_in_flight: 2,
+            parts_in_flight: 4,
+            bandwidth_limit: 0,
+            paused: false,
+        }
+    }
+}
+
+/// A queued file as the shells show it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct QueueItem {
+    pub id: i64,
+    pub path: PathBuf,
+    pub file_name: String,
+    pub size: u64,
+    pub state: ItemState,
+    pub error_code: Option<String>,
+    pub error_message: Option<String>,
+    pub job_id: Option<String>,
+    pub object_key: Option<String>,
+    pub parts_done: u32,
+    pub part_count: u32,
+    pub sha256: String,
+}
+
+/// Everything the runner needs about one file.
+#[derive(Debug, Clone)]
+pub(crate) struct ItemRecord {
+    pub id: i64,
+    pub path: PathBuf,
+    pub size: u64,
+    pub mtime_ms: i64,
+    pub plan: PartPlan,
+    pub digest: FileDigest,
+    pub upload_id: Option<String>,
+    pub object_key: Option<String>,
+    pub stored_etag: Option<String>,
+    pub options: JobOptions,
+    pub parts: Vec<(u32, String)>,
+}
+
+#[derive(Clone)]
+pub struct QueueStore {
+    conn: Arc<Mutex<Connection>>,
+    path: PathBuf,
+}
+
+impl std::fmt::Debug for QueueStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("QueueStore")
+            .field("path", &self.path)
+            .finish()
+    }
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+impl QueueStore {
+    /// Opens (creating) the queue in `state.db` at `path`.
+    pub fn open(path: &Path) -> Result<Self, QueueError> {
+        let db_err = |e: &dyn std::fmt::Display| QueueError::Db {
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        };
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(|e| db_err(&e))?;
+        }
+        let conn = Connection::open(path).map_err(|e| db_err(&e))?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))
+            .map_err(|e| db_err(&e))?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(|e| db_err(&e))?;
+        conn.pragma_update(None, "synchronous", "NORMAL")
+            .map_err(|e| db_err(&e))?;
+        conn.pragma_update(None, "foreign_keys", "ON")
+            .map_err(|e| db_err(&e))?;
+        conn.execute_batch(SCHEMA).map_err(|e| db_err(&e))?;
+        Ok(Self {
+            conn: Arc::new(Mutex::new(conn)),
+            path: path.to_path_buf(),
+        })
+    }
+
+    /// Runs `f` on the connection; maps SQLite errors onto [`QueueError::Db`].
+    fn with<T>(&self, f: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> Result<T, QueueError> {
+        let guard = match self.conn.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        f(&guard).map_err(|e| QueueError::Db {
+            path: self.path.clone(),
+            reason: e.to_string(),
+        })
+    }
+
+    pub fn settings(&self) -> Result<QueueSettings, QueueError> {
+        let rows: Vec<(String, String)> = self.with(|c| {
+            let mut st = c.prepare("SELECT key, value FROM queue_settings")?;
+            st.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?.collect()
+        })?;
+        let mut s = QueueSettings::default();
+        for (k, v) in rows {
+            match k.as_str() {
+                "files_in_flight" => {
+                    s.files_in_flight = v.parse().unwrap_or(s.files_in_flight).clamp(1, 16)
+                }
+                "parts_in_flight" => {
+                    s.parts_in_flight = v.parse().unwrap_or(s.parts_in_flight).clamp(1, 64)
+                }
+                "bandwidth_limit" => s.bandwidth_limit = v.parse().unwrap_or(0),
+                "paused" => s.paused = v == "1",
+                _ => {}
+            }
+        }
+        Ok(s)
+    }
+
+    pub fn save_settings(&self, s: &QueueSettings) -> Result<(), QueueError> {
+        self.with(|c| {
+            let mut st = c.prepare(
+                "INSERT INTO queue_settings (key, value) VALUES (?1, ?2)
+                 ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+            )?;
+            st.execute(params!["files_in_flight", s.files_in_flight.to_string()])?;
+            st.execute(params!["parts_in_flight", s.parts_in_flight.to_string()])?;
+            st.execute(params!["bandwidth_limit", s.bandwidth_limit.to_string()])?;
+            st.execute(params!["paused", if s.paused { "1" } else { "0" }])?;
+            Ok(())
+        })
+    }
+
+    /// A non-cancelled item of `account` with this content, if any: `(id, state, job_id)`,
+    /// a completed one first.
+    pub(crate) fn find_same_content(
+        &self,
+        account: &str,
+        sha256: &str,
+    ) -> Result<Option<(i64, ItemState, Option<String>)>, QueueError> {
+        let row: Option<(i64, String, Option<String>)> = self.with(|c| {
+            c.query_row(
+                "SELECT id, state, job_id FROM transfers WHERE account = ?1 AND sha256 = ?2
+                   AND state != 'cancelled' ORDER BY state = 'completed' DESC, id DESC LIMIT 1",
+                params![account, sha256],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .optional()
+        })?;
+        Ok(row.map(|(id, state, job)| {
+            (
+                id,
+                ItemState::parse(&state).unwrap_or(ItemState::Failed),
+                job,
+            )
+        }))
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn insert(
+        &self,
+        account: &str,
+        path: &Path,
+        file_name: &str,
+        content_type: &str,
+        size: u64,
+        mtime_ms: i64,
+        plan: &PartPlan,
+        digest: &FileDigest,
+        options: &JobOptions,
+    ) -> Result<i64, QueueError> {
+        let options = serde_json::to_string(options).unwrap_or_else(|_| "{}".into());
+        let now = now_ms();
+        self.with(|c| {
+            c.execute(
+                "INSERT INTO transfers (account, path, file_name, content_type, size, mtime_ms,
+                    sha256, part_size, part_md5s, state, options, created_at, updated_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 'queued', ?10, ?11, ?11)",
+                params![
+                    account,
+                    path.to_string_lossy(),
+                    file_name,
+                    content_type,
+                    size as i64,
+                    mtime_ms,
+                    digest.sha256,
+                    part_size_of(plan) as i64,
+                    md5_blob(digest),
+                    options,
+                    now
+                ],
+            )?;
+            Ok(c.last_insert_rowid())
+        })
+    }
+
+    /// Replaces the plan and checksums after the file changed, forgetting the upload.
+    pub(crate) fn restart(
+        &self,
+        id: i64,
+        size: u64,
+        mtime_ms: i64,
+        plan: &PartPlan,
+        digest: &FileDigest,
+    ) -> Result<(), QueueError> {
+        self.with(|c| {
+            c.execute("DELETE FROM transfer_parts WHERE transfer_id = ?1", [id])?;
+            c.execute(
+                "UPDATE transfers SET size = ?2, mtime_ms = ?3, sha256 = ?4, part_size = ?5,
+                    part_md5s = ?6, upload_id = NULL, object_key = NULL, stored_etag = NULL,
+                    updated_at = ?7 WHERE id = ?1",
+                params![
+                    id,
+                    size as i64,
+                    mtime_ms,
+                    digest.sha256,
+                    part_size_of(plan) as i64,
+                    md5_blob(digest),
+                    now_ms()
+                ],
+            )?;
+            Ok(())
+        })
+    }
+
+    pub(crate) fn record(&self, id: i64) -> Result<ItemRecord, QueueError> {
+        let row = self.with(|c| {
+            c.query_row(
+                "SELECT id, path, size, mtime_ms, sha256, part_size, part_md5s,
+                        upload_id, object_key, stored_etag, options
+                 FROM transfers WHERE id = ?1",
+                [id],
+                |r| {
+                    Ok((
+                        r.get::<_, i64>(0)?,
+                        r.get::<_, String>(1)?,
+                        r.get::<_, i64>(2)?,
+                        r.get::<_, i64>(3)?,
+                        r.get::<_, String>(4)?,
+                        r.get::<_, i64>(5)?,
+                        r.get::<_, Vec<u8>>(6)?,
+                        r.get::<_, Option<String>>(7)?,
+                        r.get::<_, Option<String>>(8)?,
+                        r.get::<_, Option<String>>(9)?,
+                        r.get::<_, String>(10)?,
+                    ))
+                },
+            )
+            .optional()
+        })?;
+        let Some((
+            id,
+            path,
+            size,
+            mtime_ms,
+            sha256,
+            part_size,
+            md5s,
+            upload_id,
+            object_key,
+            stored_etag,
+            options,
+        )) = row
+        else {
+            return Err(QueueError::Unknown { id });
+        };
+        let parts = self.with(|c| {
+            let mut st = c.prepare(
+                "SELECT part_number, etag FROM transfer_parts WHERE transfer_id = ?1
+                 ORDER BY part_number",
+            )?;
+            st.query_map([id], |r| Ok((r.get::<_, u32>(0)?, r.get::<_, String>(1)?)))?
+                .collect::<rusqlite::Result<Vec<_>>>()
+        })?;
+        let size = size as u64;
+        let plan = if part_size == 0 {
+            PartPlan::Single { size }
+        } else {
+            PartPlan::multipart_with(size, part_size as u64)
+        };
+        let part_md5s = md5s
+            .chunks_exact(16)
+            .map(|c| {
+                let mut a = [0u8; 16];
+                a.copy_from_slice(c);
+                a
+            })
+            .collect();
+        Ok(ItemRecord {
+            id,
+            path: PathBuf::from(path),
+            size,
+            mtime_ms,
+            plan,
+            digest: FileDigest { sha256, part_md5s },
+            upload_id,
+            object_key,
+            stored_etag,
+            options: serde_json::from_str(&options).unwrap_or_default(),
+            parts,
+        })
+    }
+
+    pub(crate) fn set_state(
+        &self,
+        id: i64,
+        state: ItemState,
+        error: Option<(&str, &str)>,
+    ) -> Result<(), QueueError> {
+        let (code, message) = match error {
+            Some((c, m)) => (Some(c), Some(m)),
+            None => (None, None),
+        };
+        self.with(|c| {
+            c.execute(
+                "UPDATE transfers SET state = ?2, error_code = ?3, error_message = ?4,
+                    updated_at = ?5 WHERE id = ?1",
+                params![id, state.as_str(), code, message, now_ms()],
+            )
+            .map(|_| ())
+        })
+    }
+
+    pub(crate) fn set_upload(
+        &self,
+        id: i64,
+        upload_id: Option<&str>,
+        object_key: Option<&str>,
+    ) -> Result<(), QueueError> {
+        self.with(|c| {
+            if upload_id.is_none() {
+                c.execute("DELETE FROM transfer_parts WHERE transfer_id = ?1", [id])?;
+            }
+            c.execute(
+                "UPDATE transfers SET upload_id = ?2, object_key = ?3, updated_at = ?4 WHERE id = ?1",
+                params![id, upload_id, object_key, now_ms()],
+            )
+            .map(|_| ())
+        })
+    }
+
+    pub(crate) fn part_stored(&self, id: i64, part: u32, etag: &str) -> Result<(), QueueError> {
+        self.with(|c| {
+            c.execute(
+                "INSERT INTO transfer_parts (transfer_id, part_number, etag) VALUES (?1, ?2, ?3)
+                 ON CONFLICT(transfer_id, part_number) DO UPDATE SET etag = excluded.etag",
+                params![id, part, etag],
+            )
+            .map(|_| ())
+        })
+    }
+
+    pub(crate) fn object_stored(
+        &self,
+        id: i64,
+        object_key: &str,
+        etag: &str,
+    ) -> Result<(), QueueError> {
+        self.with(|c| {
+            c.execute(
+                "UPDATE transfers SET object_key = ?2, stored_etag = ?3, updated_at = ?4 WHERE id = ?1",
+                params![id, object_key, etag, now_ms()],
+            )
+            .map(|_| ())
+        })
+    }
+
+    pub(crate) fn completed(&self, id: i64, job_id: &str) -> Result<(), QueueError> {
+        self.with(|c| {
+            c.execute(
+                "UPDATE transfers SET state = 'completed', job_id = ?2, error_code = NULL,
+                    error_message = NULL, updated_at = ?3 WHERE id = ?1",
+                params![id, job_id, now_ms()],
+            )
+            .map(|_| ())
+        })
+    }
+
+    /// The ids of `account`'s items that should run (queued, or interrupted while
+    /// uploading), oldest first.
+    pub(crate) fn runnable(&self, account: &str) -> Result<Vec<i64>, QueueError> {
+        self.with(|c| {
+            let mut st = c.prepare(
+                "SELECT id FROM transfers WHERE account = ?1 AND state IN ('queued', 'uploading')
+                 ORDER BY id",
+            )?;
+            st.query_map([account], |r| r.get(0))?.collect()
+        })
+    }
+
+    /// `account`'s items, oldest first.
+    pub fn list(&self, account: &str) -> Result<Vec<QueueItem>, QueueError> {
+        self.with(|c| {
+            let mut st = c.prepare(
+                "SELECT t.id, t.path, t.file_name, t.size, t.state, t.error_code, t.error_message,
+                        t.job_id, t.object_key, t.sha256, length(t.part_md5s),
+                        (SELECT COUNT(*) FROM transfer_parts p WHERE p.transfer_id = t.id)
+                 FROM transfers t WHERE t.account = ?1 ORDER BY t.id",
+            )?;
+            st.query_map([account], |r| {
+                Ok(QueueItem {
+                    id: r.get(0)?,
+                    path: PathBuf::from(r.get::<_, String>(1)?),
+                    file_name: r.get(2)?,
+                    size: r.get::<_, i64>(3)? as u64,
+                    state: ItemState::parse(&r.get::<_, String>(4)?).unwrap_or(ItemState::Failed),
+                    error_code: r.get(5)?,
+                    error_message: r.get(6)?,
+                    job_id: r.get(7)?,
+                    object_key: r.get(8)?,
+                    sha256: r.get(9)?,
+                    part_count: (r.get::<_, i64>(10)? / 16) as u32,
+                    parts_done: r.get::<_, i64>(11)? as u32,
+                })
+            })?
+            .collect()
+        })
+    }
+
+    pub fn item(&self, account: &str, id: i64) -> Result<QueueItem, QueueError> {
+        self.list(account)?
+            .into_iter()
+            .find(|i| i.id == id)
+            .ok_or(QueueError::Unknown { id })
+    }
+}
+
+fn part_size_of(plan: &PartPlan) -> u64 {
+    match plan {
+        PartPlan::Single { .. } => 0,
+        PartPlan::Multipart { part_size, .. } => *part_size,
+    }
+}
+
+fn md5_blob(digest: &FileDigest) -> Vec<u8> {
+    digest.part_md5s.iter().flatten().copied().collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn items_round_trip_and_settings_persist() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("state.db");
+        let store = QueueStore::open(&db).unwrap();
+        let plan = PartPlan::multipart_with(12 << 20, 5 << 20);
+        let digest = FileDigest {
+            sha256: "ab".into(),
+            part_md5s: vec![[1; 16], [2; 16], [3; 16]],
+        };
+        let id = store
+            .insert(
+                "u1",
+                Path::new("/x/b.txt"),
+                "b.txt",
+                "text/plain",
+                12 << 20,
+                7,
+                &plan,
+                &digest,
+                &JobOptions::default(),
+            )
+            .unwrap();
+        store
+            .set_upload(id, Some("up"), Some("manuscripts/u1/up/b.txt"))
+            .unwrap();
+        store.part_stored(id, 2, "e2").unwrap();
+        store.part_stored(id, 2, "e2b").unwrap();
+        let r = store.record(id).unwrap();
+        assert_eq!(r.plan, plan);
+        assert_eq!(r.digest, digest);
+        assert_eq!(r.parts, vec![(2, "e2b".to_string())]);
+        assert_eq!(r.upload_id.as_deref(), Some("up"));
+        assert_eq!(
+            store.find_same_content("u1", "ab").unwrap(),
+            Some((id, ItemState::Queued, None))
+        );
+        assert_eq!(store.find_same_content("u2", "ab").unwrap(), None);
+        let items = store.list("u1").unwrap();
+        assert_eq!((items[0].parts_done, items[0].part_count), (1, 3));
+        store.set_upload(id, None, None).unwrap();
+        assert!(store.record(id).unwrap().parts.is_empty());
+        let s = QueueSettings {
+            files_in_flight: 3,
+            parts_in_flight: 6,
+            bandwidth_limit: 1000,
+            paused: true,
+        };
+        store.save_settings(&s).unwrap();
+        drop(store);
+        let store = QueueStore::open(&db).unwrap();
+        assert_eq!(store.settings().unwrap(), s);
+        assert!(matches!(
+            store.record(99),
+            Err(QueueError::Unknown { id: 99 })
+        ));
+    }
+}
