@@ -6,6 +6,7 @@ mod account;
 mod devstack;
 mod jobs;
 mod output;
+mod progress;
 mod queue;
 mod upload;
 

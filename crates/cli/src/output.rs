@@ -1,6 +1,7 @@
 //! How the CLI ends: a failure carries the core's stable error code and message; it is
 //! printed as `rohimaya: message` on stderr, or as `{"error":{"code","message"}}` on
-//! stdout under `--json`, and the exit code is 1. It owns rendering only.
+//! stdout under `--json`, and the exit code is 1 (2 for a usage error, as clap's own).
+//! It owns rendering only.
 
 use std::process::ExitCode;
 
@@ -13,6 +14,8 @@ pub struct Failure {
     pub message: String,
     /// Exit silently with 1 (the command already printed what it had to say).
     pub silent: bool,
+    /// A usage error (flags that do not go together): exit code 2, as clap's own.
+    pub usage: bool,
 }
 
 impl Failure {
@@ -21,6 +24,15 @@ impl Failure {
             code,
             message: message.into(),
             silent: false,
+            usage: false,
+        }
+    }
+
+    /// A usage error: exit code 2.
+    pub fn usage(message: impl Into<String>) -> Self {
+        Self {
+            usage: true,
+            ..Self::new("usage", message)
         }
     }
 
@@ -30,6 +42,7 @@ impl Failure {
             code: "",
             message: String::new(),
             silent: true,
+            usage: false,
         }
     }
 }
@@ -56,7 +69,11 @@ pub fn finish(result: Outcome, json: bool) -> ExitCode {
             } else {
                 eprintln!("rohimaya: {}", f.message);
             }
-            ExitCode::FAILURE
+            if f.usage {
+                ExitCode::from(2)
+            } else {
+                ExitCode::FAILURE
+            }
         }
     }
 }

@@ -1,10 +1,13 @@
 //! `rohimaya queue [list|run|pause [ID]|resume [ID]|cancel ID|retry ID|set ...] [--json]`: the
 //! durable upload queue of the signed-in account. `pause`/`resume` without an id are the
-//! global pause. Thin: every rule is in `rohimaya_core::queue`.
+//! global pause; `run` shows progress as `rohimaya upload` does and leaves items another
+//! process is uploading to it. Thin: every rule is in `rohimaya_core::queue`.
 
 use rohimaya_core::events::EventBus;
+use rohimaya_core::queue::ItemState;
 
-use crate::output::{Outcome, print_json};
+use crate::output::{Failure, Outcome, print_json};
+use crate::progress::Mode;
 use crate::upload::{run_queue, runner};
 
 #[derive(clap::Args)]
@@ -53,9 +56,13 @@ enum QueueAction {
 pub async fn run(profile: Option<&str>, args: QueueArgs) -> Outcome {
     let bus = EventBus::new();
     let (runner, _) = runner(profile, bus.clone()).await?;
+    let mut ran = false;
     match args.action.unwrap_or(QueueAction::List) {
         QueueAction::List => {}
-        QueueAction::Run => run_queue(&runner, &bus, args.json).await?,
+        QueueAction::Run => {
+            run_queue(&runner, &bus, Mode::pick(args.json)).await?;
+            ran = true;
+        }
         QueueAction::Pause { id: Some(id) } => runner.pause(id)?,
         QueueAction::Pause { id: None } => runner.pause_all()?,
         QueueAction::Resume { id: Some(id) } => runner.resume(id)?,
@@ -75,9 +82,20 @@ pub async fn run(profile: Option<&str>, args: QueueArgs) -> Outcome {
         }
     }
     let items = runner.list()?;
+    // `run` exits 1 when a file failed or was left to another process.
+    let failed = ran
+        && (items.iter().any(|i| i.state == ItemState::Failed)
+            || !runner.busy_elsewhere().is_empty());
+    let end = if failed {
+        Err(Failure::quiet())
+    } else {
+        Ok(())
+    };
     if args.json {
         let settings = runner.store().settings()?;
-        return print_json(&serde_json::json!({ "items": items, "settings": settings }));
+        let busy = runner.busy_elsewhere();
+        print_json(&serde_json::json!({ "items": items, "settings": settings, "busy": busy }))?;
+        return end;
     }
     if items.is_empty() {
         println!("The queue is empty.");
@@ -85,6 +103,9 @@ pub async fn run(profile: Option<&str>, args: QueueArgs) -> Outcome {
     for i in &items {
         let detail = match (&i.job_id, &i.error_message) {
             (Some(job), _) => format!("job {job}"),
+            _ if runner.busy_elsewhere().contains(&i.id) => {
+                "being uploaded by another process".to_string()
+            }
             (None, Some(e)) => e.clone(),
             _ if i.part_count > 1 => format!("{}/{} parts", i.parts_done, i.part_count),
             _ => String::new(),
@@ -97,5 +118,5 @@ pub async fn run(profile: Option<&str>, args: QueueArgs) -> Outcome {
             detail
         );
     }
-    Ok(())
+    end
 }

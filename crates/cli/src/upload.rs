@@ -1,7 +1,10 @@
 //! `rohimaya upload FILE... [--title T] [--author A] [--voice V] [--format F] [--wait]
 //! [--json] [--force]`: queues the files in the durable queue, runs it (resuming anything
-//! an earlier run left unfinished) and prints one line per file. Progress is printed as
-//! plain lines on stderr. Thin: the queue, the transfer engine and dedupe are in core.
+//! an earlier run left unfinished) and prints one line per file. Progress goes to stderr
+//! (a bar per file on a terminal, plain lines otherwise, nothing under `--json`; see
+//! [`crate::progress`]). Exit codes: 0 all done, 1 any failed (or left to another
+//! process), 2 usage. Thin: the queue, the transfer engine, dedupe and the cross-process
+//! lock are in core.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -9,14 +12,15 @@ use std::time::Duration;
 
 use rohimaya_core::CoreError;
 use rohimaya_core::api::ApiClient;
-use rohimaya_core::api_uploads::{JobOptions, SessionTokens};
+use rohimaya_core::api::uploads::{JobOptions, SessionTokens};
 use rohimaya_core::auth::{AuthError, SessionStatus};
 use rohimaya_core::config::Paths;
-use rohimaya_core::events::{Event, EventBus, TransferNotice};
+use rohimaya_core::events::EventBus;
 use rohimaya_core::queue::{CancellationToken, ItemState, QueueError, QueueRunner};
 
 use crate::account::open;
 use crate::output::{Failure, Outcome, print_json};
+use crate::progress::{Mode, Renderer};
 
 #[derive(clap::Args)]
 pub struct UploadArgs {
@@ -67,57 +71,12 @@ pub async fn runner(
     Ok((runner, api))
 }
 
-/// Runs the queue until idle; Ctrl-C stops it leaving every file resumable.
-pub async fn run_queue(
-    runner: &QueueRunner,
-    bus: &EventBus,
-    quiet: bool,
-) -> Result<(), QueueError> {
+/// Runs the queue until idle, showing progress as `mode` says; Ctrl-C stops it leaving
+/// every file resumable.
+pub async fn run_queue(runner: &QueueRunner, bus: &EventBus, mode: Mode) -> Result<(), QueueError> {
     let stop = CancellationToken::new();
     let mut rx = bus.subscribe();
-    let printer = async {
-        while let Ok(event) = rx.recv().await {
-            if quiet {
-                continue;
-            }
-            match event {
-                Event::TransferProgress(p) if p.bytes_total > 0 => eprintln!(
-                    "#{} {} {:>5.1}% {:.1} MB/s{}",
-                    p.transfer_id,
-                    p.state.as_str(),
-                    p.bytes_done as f64 * 100.0 / p.bytes_total as f64,
-                    p.rate / 1e6,
-                    p.eta_secs.map(|s| format!(" ETA {s}s")).unwrap_or_default()
-                ),
-                Event::TransferNotice {
-                    transfer_id,
-                    notice,
-                } => match notice {
-                    TransferNotice::RestartedFileChanged { reason } => {
-                        eprintln!("#{transfer_id} {reason}")
-                    }
-                    TransferNotice::RestartedUploadGone => {
-                        eprintln!("#{transfer_id} the server lost the upload; starting a fresh one")
-                    }
-                    TransferNotice::FallbackFormUpload => {
-                        eprintln!(
-                            "#{transfer_id} this server takes uploads through the engine only"
-                        )
-                    }
-                    TransferNotice::Resumed {
-                        parts_done,
-                        parts_total,
-                    } => {
-                        eprintln!(
-                            "#{transfer_id} resuming: {parts_done} of {parts_total} parts already stored"
-                        )
-                    }
-                    _ => {}
-                },
-                _ => {}
-            }
-        }
-    };
+    let mut renderer = Renderer::new(mode);
     let ctrl_c = stop.clone();
     let watcher = tokio::spawn(async move {
         if tokio::signal::ctrl_c().await.is_ok() {
@@ -126,16 +85,17 @@ pub async fn run_queue(
     });
     let result = tokio::select! {
         r = runner.run_until_idle(&stop) => r,
-        _ = printer => Ok(()),
+        // The bus closes only when the runner is gone: not while it runs here.
+        () = renderer.follow(&mut rx) => Ok(()),
     };
+    renderer.drain(&mut rx);
     watcher.abort();
     result
 }
 
 pub async fn run(profile: Option<&str>, args: UploadArgs) -> Outcome {
     if args.title.is_some() && args.files.len() > 1 {
-        return Err(Failure::new(
-            "request_rejected",
+        return Err(Failure::usage(
             "--title names one book: give one file with it",
         ));
     }
@@ -189,9 +149,20 @@ pub async fn run(profile: Option<&str>, args: UploadArgs) -> Outcome {
             }
         }
     }
-    run_queue(&runner, &bus, args.json).await?;
+    run_queue(&runner, &bus, Mode::pick(args.json)).await?;
     let mut jobs = Vec::new();
     for item in runner.list()?.into_iter().filter(|i| ids.contains(&i.id)) {
+        if let Some(busy) = runner.busy_reason(item.id) {
+            failed = true;
+            if !args.json {
+                println!("busy {}", busy);
+            }
+            report.push(
+                serde_json::json!({"id": item.id, "path": item.path, "state": "busy",
+                "error": {"code": busy.code().as_str(), "message": busy.to_string()}}),
+            );
+            continue;
+        }
         match item.state {
             ItemState::Completed => {
                 if let Some(j) = &item.job_id {
@@ -221,6 +192,7 @@ pub async fn run(profile: Option<&str>, args: UploadArgs) -> Outcome {
         }
         report.push(serde_json::to_value(&item).unwrap_or_default());
     }
+    let mut followed = Vec::new();
     if args.wait {
         for id in &jobs {
             loop {
@@ -230,6 +202,7 @@ pub async fn run(profile: Option<&str>, args: UploadArgs) -> Outcome {
                     if !args.json {
                         println!("job {id} {}", job.status);
                     }
+                    followed.push(serde_json::json!({"id": id, "status": job.status}));
                     break;
                 }
                 tokio::time::sleep(Duration::from_secs(2)).await;
@@ -237,7 +210,11 @@ pub async fn run(profile: Option<&str>, args: UploadArgs) -> Outcome {
         }
     }
     if args.json {
-        print_json(&serde_json::json!({ "uploads": report }))?;
+        let mut out = serde_json::json!({ "uploads": report });
+        if args.wait {
+            out["jobs"] = serde_json::Value::Array(followed);
+        }
+        print_json(&out)?;
     }
     if failed {
         Err(Failure::quiet())

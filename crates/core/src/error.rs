@@ -73,6 +73,8 @@ pub enum ErrorCode {
     QueueItemUnknown,
     /// This account already uploaded a file with the same content from this machine.
     DuplicateUpload,
+    /// Another process (another `rohimaya`, the app) is uploading this queue item.
+    QueueItemBusy,
 }
 
 impl ErrorCode {
@@ -113,6 +115,7 @@ impl ErrorCode {
             ErrorCode::QueueUnavailable => "queue_unavailable",
             ErrorCode::QueueItemUnknown => "queue_item_unknown",
             ErrorCode::DuplicateUpload => "duplicate_upload",
+            ErrorCode::QueueItemBusy => "queue_item_busy",
         }
     }
 }

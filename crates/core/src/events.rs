@@ -22,8 +22,11 @@ pub enum TransferState {
     /// Reading the file to compute its checksums.
     Hashing,
     Uploading,
-    /// Waiting before a retry (network down, server busy).
+    /// Waiting before a retry (server busy, a request failed).
     Waiting,
+    /// Waiting for the network: no connection to the server or the store could be made.
+    /// Probed with capped backoff; the transfer goes on by itself when it returns.
+    Offline,
     /// The bytes are stored; the narration job is being created.
     CreatingJob,
     Paused,
@@ -39,6 +42,7 @@ impl TransferState {
             TransferState::Hashing => "hashing",
             TransferState::Uploading => "uploading",
             TransferState::Waiting => "waiting",
+            TransferState::Offline => "offline",
             TransferState::CreatingJob => "creating_job",
             TransferState::Paused => "paused",
             TransferState::Failed => "failed",
@@ -77,6 +81,12 @@ pub enum TransferNotice {
     PartStored { part_number: u32 },
     /// The same content was uploaded before by this account; nothing was sent.
     Duplicate { job_id: Option<String> },
+    /// A request could not connect (the network is down); it is tried again in
+    /// `retry_in_ms`, without counting as a failure. One per probe.
+    WaitingForNetwork { reason: String, retry_in_ms: u64 },
+    /// Another process (another `rohimaya` or the app) is uploading this file; this one
+    /// leaves it alone.
+    BusyElsewhere { message: String },
 }
 
 /// Every event the core publishes.

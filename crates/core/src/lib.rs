@@ -3,7 +3,6 @@
 //! It never depends on Tauri, the UI or the devstack.
 
 pub mod api;
-pub mod api_uploads;
 pub mod auth;
 pub mod config;
 pub mod error;

@@ -4,7 +4,10 @@
 //! understands HTTP/1.1 framing well enough to count and pick requests, and applies
 //! programmable faults to the requests its rules match: reset the connection after N body
 //! bytes, stall, answer with a status instead of forwarding (503/429 bursts, S3 error
-//! documents), truncate the response, rewrite the response's ETag.
+//! documents), truncate the response, rewrite the response's ETag. It can also go
+//! offline ([`FaultProxy::go_offline`]): it stops listening and cuts its connections, so
+//! every new connection is refused, as when the network is down, until
+//! [`FaultProxy::go_online`].
 //!
 //! It passes every request head through unchanged (the `Host` header is part of a SigV4
 //! signature) and counts the bytes it forwards in each direction, so tests can measure
@@ -130,6 +133,38 @@ pub struct FaultProxy {
     addr: SocketAddr,
     shared: Arc<Shared>,
     token: CancellationToken,
+    /// The accept loop while online.
+    listening: Mutex<Option<Listening>>,
+}
+
+/// An accept loop and the token that stops it and every connection it accepted.
+#[derive(Debug)]
+struct Listening {
+    stop: CancellationToken,
+    task: tokio::task::JoinHandle<()>,
+}
+
+fn listen(listener: TcpListener, shared: Arc<Shared>, stop: CancellationToken) -> Listening {
+    let t = stop.clone();
+    let task = tokio::spawn(async move {
+        // The connections, so that stopping ends them all before it returns (no byte is
+        // relayed or counted after `go_offline`).
+        let mut conns = tokio::task::JoinSet::new();
+        loop {
+            let accepted = tokio::select! {
+                a = listener.accept() => a,
+                Some(_) = conns.join_next(), if !conns.is_empty() => continue,
+                _ = t.cancelled() => {
+                    conns.shutdown().await;
+                    return;
+                }
+            };
+            let Ok((client, _)) = accepted else { continue };
+            let s = shared.clone();
+            conns.spawn(async move { serve(client, &s).await });
+        }
+    });
+    Listening { stop, task }
 }
 
 impl Drop for FaultProxy {
@@ -158,28 +193,37 @@ impl FaultProxy {
             down: AtomicU64::new(0),
         });
         let token = CancellationToken::new();
-        let (s, t) = (shared.clone(), token.clone());
-        tokio::spawn(async move {
-            loop {
-                let accepted = tokio::select! {
-                    a = listener.accept() => a,
-                    _ = t.cancelled() => return,
-                };
-                let Ok((client, _)) = accepted else { continue };
-                let (s, t) = (s.clone(), t.clone());
-                tokio::spawn(async move {
-                    tokio::select! {
-                        _ = serve(client, &s) => {}
-                        _ = t.cancelled() => {}
-                    }
-                });
-            }
-        });
+        let listening = listen(listener, shared.clone(), token.child_token());
         Ok(FaultProxy {
             addr,
             shared,
             token,
+            listening: Mutex::new(Some(listening)),
         })
+    }
+
+    /// Goes offline: stops listening and cuts every open connection (when it returns,
+    /// none relays or counts another byte), so that new connections are refused
+    /// (`ECONNREFUSED`), as when the network or the host is gone. Rules and counters are
+    /// kept.
+    pub async fn go_offline(&self) {
+        let listening = lock(&self.listening).take();
+        if let Some(l) = listening {
+            l.stop.cancel();
+            // The listening socket is closed once the accept loop has returned.
+            let _ = l.task.await;
+        }
+    }
+
+    /// Listens again, on the same address.
+    pub async fn go_online(&self) -> std::io::Result<()> {
+        if lock(&self.listening).is_some() {
+            return Ok(());
+        }
+        let listener = TcpListener::bind(self.addr).await?;
+        let listening = listen(listener, self.shared.clone(), self.token.child_token());
+        *lock(&self.listening) = Some(listening);
+        Ok(())
     }
 
     /// The proxy's URL parsed from a URL string (its upstream's address from a `http://host:port`).
@@ -831,5 +875,41 @@ mod tests {
             .filter(|r| r.fault.is_some())
             .count();
         assert_eq!(faults, 7);
+    }
+
+    #[tokio::test]
+    async fn offline_refuses_connections_until_back_online() {
+        let proxy = FaultProxy::start(upstream().await)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let http = client();
+        let url = format!("{}put", proxy.url());
+        let r = http.put(&url).body("x").send().await;
+        assert!(r.is_ok_and(|r| r.status() == 200));
+        proxy.go_offline().await;
+        // The pooled connection was cut and new ones are refused.
+        for _ in 0..2 {
+            let e = http.put(&url).body("x").send().await.err();
+            assert!(e.is_some());
+        }
+        let e = reqwest::Client::new()
+            .put(&url)
+            .body("x")
+            .send()
+            .await
+            .err();
+        assert!(e.is_some_and(|e| e.is_connect()), "refused at connect");
+        proxy.go_online().await.unwrap_or_else(|e| panic!("{e}"));
+        let r = http
+            .put(&url)
+            .body("x")
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(r.status(), 200);
+        assert_eq!(
+            proxy.addr(),
+            proxy.url().socket_addrs(|| None).unwrap_or_default()[0]
+        );
     }
 }

@@ -1,8 +1,11 @@
 //! The engine API client: `/health` and the job routes (list, show, cancel, retry,
-//! delete) over the existing engine's shapes; later issues add tracks, presign and
+//! delete) over the existing engine's shapes, and in [`uploads`] the upload routes
+//! (presign, multipart, job creation, the form fallback); later issues add tracks and
 //! download routes. It owns HTTP to the engine, the mapping of failures onto typed
 //! errors and the "401 -> refresh -> retry once" rule; it never reads tokens from storage
 //! itself (it asks the [`SessionManager`] it was given) and never logs one.
+
+pub mod uploads;
 
 use std::time::Duration;
 

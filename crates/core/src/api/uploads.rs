@@ -1,7 +1,7 @@
 //! The engine API's upload routes: the presign extension (`/uploads/presign`,
 //! `/uploads/multipart...`, see docs/backend-api.md), job creation after an upload
-//! (`POST /jobs`) and the form fallback (`POST /jobs/upload`). A submodule of [`crate::api`]
-//! in spirit, kept in its own file while `api` grows in parallel.
+//! (`POST /jobs`) and the form fallback (`POST /jobs/upload`): the upload concern of
+//! [`crate::api`].
 //!
 //! It owns these HTTP calls, the "401 -> refresh once -> retry" rule for them and the
 //! mapping of answers onto [`UploadApiError`] (matching the backend's `code`, never its
@@ -145,6 +145,18 @@ impl UploadApiError {
                 | UploadApiError::Server { .. }
                 | UploadApiError::Unreachable { .. }
         )
+    }
+
+    /// Whether the network (or the server's host) is out of reach: the request surely
+    /// never left this computer (connection refused, no DNS answer, connect timeout), or
+    /// no access token could be had for the same reason. The uploader waits for the
+    /// network instead of counting this as a failed attempt.
+    pub fn is_offline(&self) -> bool {
+        match self {
+            UploadApiError::Unreachable { before_sending, .. } => *before_sending,
+            UploadApiError::Token(e) => e.code == ErrorCode::NetworkUnreachable,
+            _ => false,
+        }
     }
 
     pub fn retry_after(&self) -> Option<Duration> {

@@ -6,12 +6,15 @@
 //! - [`store`]: [`QueueStore`], the tables and every read and write of them;
 //! - [`runner`]: [`QueueRunner`], which drives the queued files through
 //!   [`crate::transfer::UploadSession`] and creates their jobs; pause, resume, cancel,
-//!   retry, global pause, concurrency and bandwidth settings.
+//!   retry, global pause, concurrency and bandwidth settings;
+//! - [`lock`]: the cross-process lock of each item, so two processes over one
+//!   `state.db` never drive the same file twice.
 //!
 //! It owns the queue's state and its transitions. It never talks HTTP itself (the
 //! transfer engine and the API client do) and never keeps a presigned URL: they are
 //! short-lived and signed again when needed.
 
+pub mod lock;
 pub mod runner;
 pub mod store;
 
@@ -31,6 +34,8 @@ use crate::transfer::TransferError;
 pub enum ItemState {
     Queued,
     Uploading,
+    /// Waiting for the network (resumes by itself when requests connect again).
+    Offline,
     Paused,
     Failed,
     Cancelled,
@@ -42,6 +47,7 @@ impl ItemState {
         match self {
             ItemState::Queued => "queued",
             ItemState::Uploading => "uploading",
+            ItemState::Offline => "offline",
             ItemState::Paused => "paused",
             ItemState::Failed => "failed",
             ItemState::Cancelled => "cancelled",
@@ -53,6 +59,7 @@ impl ItemState {
         Some(match s {
             "queued" => ItemState::Queued,
             "uploading" => ItemState::Uploading,
+            "offline" => ItemState::Offline,
             "paused" => ItemState::Paused,
             "failed" => ItemState::Failed,
             "cancelled" => ItemState::Cancelled,
@@ -80,6 +87,16 @@ pub enum QueueError {
         existing_state: ItemState,
         job_id: Option<String>,
     },
+    #[error(
+        "{path} (queue item {id}) is being uploaded by another Rohimaya process{}; it is left to \
+         that process. `rohimaya queue list` shows how it goes",
+        holder.map(|p| format!(" (pid {p})")).unwrap_or_default()
+    )]
+    Busy {
+        id: i64,
+        path: PathBuf,
+        holder: Option<u32>,
+    },
     #[error("queue item {id} is {state}: cannot {action} it")]
     InvalidState {
         id: i64,
@@ -96,6 +113,7 @@ impl CoreError for QueueError {
             QueueError::Db { .. } => ErrorCode::QueueUnavailable,
             QueueError::Unknown { .. } => ErrorCode::QueueItemUnknown,
             QueueError::Duplicate { .. } => ErrorCode::DuplicateUpload,
+            QueueError::Busy { .. } => ErrorCode::QueueItemBusy,
             QueueError::InvalidState { .. } => ErrorCode::RequestRejected,
             QueueError::Transfer(e) => e.code(),
         }

@@ -5,10 +5,13 @@
 //! failed, cancelled), the checks before a resume (file changed? ask the server which
 //! parts it has) and the dedupe by content. Stops are by cancellation token: pause, cancel
 //! and the global pause cancel a file's token and say why; a shutdown (or a crash) leaves
-//! the item as it was, to be resumed by the next runner over the same `state.db`. It never
-//! blocks on the network while holding the database.
+//! the item as it was, to be resumed by the next runner over the same `state.db`. Each item
+//! runs under its cross-process [`lock`](super::lock): an item another process holds is
+//! left to it and reported ([`QueueRunner::busy_elsewhere`]). An item whose requests cannot
+//! connect is marked offline (not failed) until the network returns. It never blocks on
+//! the network while holding the database.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
@@ -16,10 +19,11 @@ use futures::StreamExt;
 use futures::stream::FuturesUnordered;
 use tokio_util::sync::CancellationToken;
 
+use super::lock::{self, ItemLock, Locked};
 use super::store::{ItemRecord, QueueSettings, QueueStore};
 use super::{ItemState, QueueError};
-use crate::api_uploads::{JobOptions, UploadApiError};
-use crate::error::CoreError;
+use crate::api::uploads::{JobOptions, UploadApiError};
+use crate::error::{CoreError, ErrorCode};
 use crate::events::{Event, TransferNotice, TransferState};
 use crate::transfer::manuscript::{self, Manuscript};
 use crate::transfer::plan::{FileDigest, PartPlan};
@@ -55,6 +59,10 @@ pub struct QueueRunner {
     session: UploadSession,
     account: String,
     active: Mutex<HashMap<i64, Active>>,
+    /// Items found locked by another process in the current run, with why.
+    busy: Mutex<BTreeMap<i64, QueueError>>,
+    /// Where the items' lock files are (`locks/` beside `state.db`).
+    lock_dir: PathBuf,
     wake: tokio::sync::Notify,
 }
 
@@ -91,6 +99,22 @@ impl UploadJournal for RowJournal<'_> {
             tracing::warn!("queue: {e}");
         }
     }
+    fn waiting_for_network(&self, reason: Option<&str>) {
+        let r = match reason {
+            Some(reason) => self.store.set_state(
+                self.id,
+                ItemState::Offline,
+                Some((
+                    ErrorCode::NetworkUnreachable.as_str(),
+                    &format!("waiting for the network ({reason})"),
+                )),
+            ),
+            None => self.store.set_state(self.id, ItemState::Uploading, None),
+        };
+        if let Err(e) = r {
+            tracing::warn!("queue: {e}");
+        }
+    }
 }
 
 impl QueueRunner {
@@ -104,11 +128,18 @@ impl QueueRunner {
         let settings = store.settings()?;
         session.settings.parts_in_flight = settings.parts_in_flight;
         session.limiter.set_rate(settings.bandwidth_limit);
+        let lock_dir = store
+            .path()
+            .parent()
+            .unwrap_or_else(|| Path::new("."))
+            .join("locks");
         Ok(Self {
             store,
             session,
             account: account.into(),
             active: Mutex::new(HashMap::new()),
+            busy: Mutex::new(BTreeMap::new()),
+            lock_dir,
             wake: tokio::sync::Notify::new(),
         })
     }
@@ -118,13 +149,13 @@ impl QueueRunner {
     pub fn open(
         data_dir: &Path,
         endpoints: &crate::config::Endpoints,
-        tokens: std::sync::Arc<dyn crate::api_uploads::AccessTokens>,
+        tokens: std::sync::Arc<dyn crate::api::uploads::AccessTokens>,
         account: impl Into<String>,
         bus: crate::events::EventBus,
     ) -> Result<Self, QueueError> {
         let store = QueueStore::open(&data_dir.join("state.db"))?;
-        let api = crate::api_uploads::UploadsApi::new(
-            crate::api_uploads::UploadsApi::default_http(),
+        let api = crate::api::uploads::UploadsApi::new(
+            crate::api::uploads::UploadsApi::default_http(),
             endpoints,
             tokens,
         );
@@ -144,6 +175,46 @@ impl QueueRunner {
         match self.active.lock() {
             Ok(g) => g,
             Err(p) => p.into_inner(),
+        }
+    }
+
+    fn busy(&self) -> std::sync::MutexGuard<'_, BTreeMap<i64, QueueError>> {
+        match self.busy.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        }
+    }
+
+    /// The items the last run left alone because another process is uploading them.
+    pub fn busy_elsewhere(&self) -> Vec<i64> {
+        self.busy().keys().copied().collect()
+    }
+
+    /// Why the last run left item `id` alone ([`QueueError::Busy`]), if it did.
+    pub fn busy_reason(&self, id: i64) -> Option<QueueError> {
+        self.busy().get(&id).cloned()
+    }
+
+    /// Locks item `id` for this process, or says who holds it.
+    fn lock_item(&self, id: i64) -> Result<ItemLock, QueueError> {
+        match lock::try_lock(&self.lock_dir, id) {
+            Locked::Held(l) => {
+                self.busy().remove(&id);
+                Ok(l)
+            }
+            Locked::Busy { holder } => {
+                let path = self.store.record(id)?.path;
+                let err = QueueError::Busy { id, path, holder };
+                if self.busy().insert(id, err.clone()).is_none() {
+                    self.notice(
+                        id,
+                        TransferNotice::BusyElsewhere {
+                            message: err.to_string(),
+                        },
+                    );
+                }
+                Err(err)
+            }
         }
     }
 
@@ -210,6 +281,7 @@ impl QueueRunner {
     /// Runs every runnable item (queued, or interrupted earlier) until none is left or the
     /// queue is paused; `shutdown` stops the runner, leaving items to resume later.
     pub async fn run_until_idle(&self, shutdown: &CancellationToken) -> Result<(), QueueError> {
+        self.busy().clear();
         let mut running = FuturesUnordered::new();
         loop {
             let settings = self.store.settings()?;
@@ -218,21 +290,28 @@ impl QueueRunner {
                     if running.len() >= settings.files_in_flight {
                         break;
                     }
-                    let token = shutdown.child_token();
-                    {
-                        let mut active = self.active();
-                        if active.contains_key(&id) {
-                            continue;
-                        }
-                        active.insert(
-                            id,
-                            Active {
-                                token: token.clone(),
-                                reason: None,
-                            },
-                        );
+                    if self.active().contains_key(&id) {
+                        continue;
                     }
-                    running.push(self.run_item(id, token));
+                    // Another process may hold it, or have finished it since the query.
+                    let Ok(held) = self.lock_item(id) else {
+                        continue;
+                    };
+                    if !matches!(
+                        self.store.state(id)?,
+                        ItemState::Queued | ItemState::Uploading | ItemState::Offline
+                    ) {
+                        continue;
+                    }
+                    let token = shutdown.child_token();
+                    self.active().insert(
+                        id,
+                        Active {
+                            token: token.clone(),
+                            reason: None,
+                        },
+                    );
+                    running.push(self.run_item(id, token, held));
                 }
             }
             if running.is_empty() {
@@ -256,7 +335,9 @@ impl QueueRunner {
         }
     }
 
-    async fn run_item(&self, id: i64, token: CancellationToken) {
+    /// Runs one item; `_held` (its cross-process lock) is released at the end, once its
+    /// final state is written.
+    async fn run_item(&self, id: i64, token: CancellationToken, _held: ItemLock) {
         let result = self.process(id, &token).await;
         let reason = self.active().remove(&id).and_then(|a| a.reason);
         let path = self.store.record(id).map(|r| r.path).unwrap_or_default();
@@ -392,7 +473,9 @@ impl QueueRunner {
         }
         meter.set_state(TransferState::CreatingJob);
         let key = rec.object_key.clone().unwrap_or_default();
-        let job = self.create_job(&key, &m, &rec.options, stop).await?;
+        let job = self
+            .create_job(id, &meter, &key, &m, &rec.options, stop)
+            .await?;
         self.store.completed(id, &job)?;
         meter.set_state(TransferState::Completed);
         Ok(job)
@@ -429,9 +512,12 @@ impl QueueRunner {
     }
 
     /// `POST /jobs`, retried only when the request surely created nothing (connect
-    /// failures, 429, 502-504), so a retry never makes a second job.
+    /// failures, 429, 502-504), so a retry never makes a second job. While it cannot
+    /// connect at all the item waits offline, without counting failures.
     async fn create_job(
         &self,
+        id: i64,
+        meter: &ProgressMeter,
         key: &str,
         m: &Manuscript,
         options: &JobOptions,
@@ -439,11 +525,18 @@ impl QueueRunner {
     ) -> Result<String, QueueError> {
         let policy = self.session.settings.retry;
         let mut failures = 0;
+        let mut probes = 0;
         loop {
             let r = tokio::select! {
                 r = self.session.api.create_job(key, &m.file_name, options) => r,
                 _ = stop.cancelled() => return Err(TransferError::Interrupted { path: m.path.clone() }.into()),
             };
+            let offline = r.as_ref().is_err_and(UploadApiError::is_offline);
+            if probes > 0 && !offline {
+                probes = 0;
+                self.store.set_state(id, ItemState::Uploading, None)?;
+                meter.set_state(TransferState::CreatingJob);
+            }
             let safe = |e: &UploadApiError| match e {
                 UploadApiError::Unreachable { before_sending, .. } => *before_sending,
                 UploadApiError::RateLimited { .. } => true,
@@ -452,6 +545,35 @@ impl QueueRunner {
             };
             match r {
                 Ok(job) => return Ok(job.id),
+                Err(e) if offline => {
+                    let reason = format!("creating the narration job: {e}");
+                    if probes == 0 {
+                        self.store.set_state(
+                            id,
+                            ItemState::Offline,
+                            Some((
+                                ErrorCode::NetworkUnreachable.as_str(),
+                                &format!("waiting for the network ({reason})"),
+                            )),
+                        )?;
+                        meter.set_state(TransferState::Offline);
+                    }
+                    probes += 1;
+                    let delay = policy.delay(probes, None);
+                    self.notice(
+                        id,
+                        TransferNotice::WaitingForNetwork {
+                            reason,
+                            retry_in_ms: delay.as_millis() as u64,
+                        },
+                    );
+                    if !pause(delay, stop).await {
+                        return Err(TransferError::Interrupted {
+                            path: m.path.clone(),
+                        }
+                        .into());
+                    }
+                }
                 Err(e) if safe(&e) && failures + 1 < policy.max_attempts => {
                     failures += 1;
                     if !pause(policy.delay(failures, e.retry_after()), stop).await {
@@ -491,12 +613,14 @@ impl QueueRunner {
     }
 
     /// Pauses one file (its upload stays on the server, to be resumed).
+    /// An item another process uploads cannot be paused from here ([`QueueError::Busy`]).
     pub fn pause(&self, id: i64) -> Result<(), QueueError> {
         if self.stop_active(id, StopReason::Pause) {
             return Ok(());
         }
         match self.state_of(id)? {
-            ItemState::Queued | ItemState::Uploading | ItemState::Paused => {
+            ItemState::Queued | ItemState::Uploading | ItemState::Offline | ItemState::Paused => {
+                let _held = self.lock_item(id)?;
                 self.store.set_state(id, ItemState::Paused, None)
             }
             s => Err(QueueError::InvalidState {
@@ -539,7 +663,8 @@ impl QueueRunner {
         }
     }
 
-    /// Cancels a file: stops it and aborts its multipart upload on the server.
+    /// Cancels a file: stops it and aborts its multipart upload on the server. An item
+    /// another process uploads cannot be cancelled from here ([`QueueError::Busy`]).
     pub async fn cancel(&self, id: i64) -> Result<(), QueueError> {
         if self.stop_active(id, StopReason::Cancel) {
             return Ok(());
@@ -551,6 +676,7 @@ impl QueueRunner {
                 action: "cancel",
             }),
             _ => {
+                let _held = self.lock_item(id)?;
                 let path = self.store.record(id)?.path;
                 self.finish_cancel(id, &path).await
             }

@@ -12,7 +12,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 use serde::Serialize;
 
 use super::{ItemState, QueueError};
-use crate::api_uploads::JobOptions;
+use crate::api::uploads::JobOptions;
 use crate::transfer::plan::{FileDigest, PartPlan};
 
 const SCHEMA: &str = "
@@ -156,6 +156,23 @@ impl QueueStore {
             conn: Arc::new(Mutex::new(conn)),
             path: path.to_path_buf(),
         })
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Where a stored item stands now (another process may have moved it).
+    pub(crate) fn state(&self, id: i64) -> Result<ItemState, QueueError> {
+        let state: Option<String> = self.with(|c| {
+            c.query_row("SELECT state FROM transfers WHERE id = ?1", [id], |r| {
+                r.get(0)
+            })
+            .optional()
+        })?;
+        let state = state.ok_or(QueueError::Unknown { id })?;
+        Ok(ItemState::parse(&state).unwrap_or(ItemState::Failed))
     }
 
     /// Runs `f` on the connection; maps SQLite errors onto [`QueueError::Db`].
@@ -452,11 +469,11 @@ impl QueueStore {
     }
 
     /// The ids of `account`'s items that should run (queued, or interrupted while
-    /// uploading), oldest first.
+    /// uploading or waiting for the network), oldest first.
     pub(crate) fn runnable(&self, account: &str) -> Result<Vec<i64>, QueueError> {
         self.with(|c| {
             let mut st = c.prepare(
-                "SELECT id FROM transfers WHERE account = ?1 AND state IN ('queued', 'uploading')
+                "SELECT id FROM transfers WHERE account = ?1 AND state IN ('queued', 'uploading', 'offline')
                  ORDER BY id",
             )?;
             st.query_map([account], |r| r.get(0))?.collect()

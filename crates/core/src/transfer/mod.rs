@@ -34,7 +34,7 @@ pub use progress::ProgressMeter;
 pub use retry::RetryPolicy;
 pub use upload::{NoJournal, ResumePoint, UploadJournal, UploadResult, UploadSession, UploadStats};
 
-use crate::api_uploads::UploadApiError;
+use crate::api::uploads::UploadApiError;
 use crate::error::{CoreError, ErrorCode};
 
 /// The upload engine's settings.

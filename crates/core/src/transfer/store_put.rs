@@ -17,7 +17,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::limiter::BandwidthLimiter;
 use super::progress::ProgressMeter;
-use crate::api_uploads::{parse_retry_after, redact_url, without_url};
+use crate::api::uploads::{parse_retry_after, redact_url, without_url};
 
 /// Bytes read from disk and handed to the socket at a time.
 pub const CHUNK: usize = 128 * 1024;
@@ -33,6 +33,11 @@ pub enum PutFailure {
     NoSuchUpload,
     /// The store computed another MD5 than the signed one: the file changed.
     BadDigest,
+    /// No connection to the store could be made (refused, no DNS answer, connect
+    /// timeout): the network is down; wait for it without counting a failure.
+    Offline {
+        reason: String,
+    },
     /// Network error, reset, stall, truncated answer, 5xx, 429: retry after a wait.
     Temporary {
         reason: String,
@@ -177,6 +182,14 @@ async fn put_inner(req: &PutRequest<'_>, sent: Arc<AtomicU64>) -> Result<String,
                 && s.contains("got shorter")
             {
                 return Err(PutFailure::BadDigest);
+            }
+            if e.is_connect() {
+                return Err(PutFailure::Offline {
+                    reason: match source {
+                        Some(s) => format!("{reason}: {s}"),
+                        None => reason,
+                    },
+                });
             }
             return Err(PutFailure::Temporary {
                 reason: match source {

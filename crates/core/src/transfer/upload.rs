@@ -6,7 +6,9 @@
 //! URL is signed again without counting as a failure; `NoSuchUpload` starts a fresh upload
 //! (and says so); a backend without presign routes gets the file via `POST /jobs/upload`.
 //! Every part's ETag and the object's ETag are compared with the MD5s computed from the
-//! file: a mismatch fails the upload, it is never reported as success.
+//! file: a mismatch fails the upload, it is never reported as success. A request that
+//! cannot connect at all (the network is down) does not count against the retries: the
+//! upload waits offline, probing with capped backoff, and goes on when it connects again.
 //!
 //! It owns the protocol of one upload. It never persists anything itself (it reports to
 //! an [`UploadJournal`]), never creates the job after a presigned upload (the caller
@@ -27,7 +29,7 @@ use super::progress::ProgressMeter;
 use super::retry::pause;
 use super::store_put::{PutFailure, PutRequest, put_range};
 use super::{TransferError, TransferSettings};
-use crate::api_uploads::{CreatedJob, JobOptions, SignedPart, UploadApiError, UploadsApi};
+use crate::api::uploads::{CreatedJob, JobOptions, SignedPart, UploadApiError, UploadsApi};
 use crate::events::{Event, EventBus, TransferNotice, TransferState};
 
 /// Where a multipart upload of this file already stands (from the queue).
@@ -45,6 +47,8 @@ pub trait UploadJournal: Send + Sync {
     fn part_stored(&self, part_number: u32, etag: &str);
     /// The server no longer knows the recorded upload; forget it and its parts.
     fn upload_gone(&self);
+    /// `Some(reason)`: the upload now waits for the network; `None`: it connects again.
+    fn waiting_for_network(&self, _reason: Option<&str>) {}
 }
 
 /// A journal that remembers nothing (one-shot uploads, tests).
@@ -68,6 +72,9 @@ pub struct UploadStats {
     pub fresh_restarts: u32,
     /// Parts found already stored when resuming.
     pub parts_skipped: u32,
+    /// Requests that could not connect and were tried again once the wait was over
+    /// (not failures: the network was down).
+    pub offline_probes: u32,
 }
 
 /// How the upload ended.
@@ -135,6 +142,7 @@ impl UploadSession {
             session: self,
             job: &job,
             stats: Mutex::new(UploadStats::default()),
+            offline: Mutex::new(0),
         };
         job.meter.set_state(TransferState::Uploading);
         let outcome = if job.plan.is_multipart() {
@@ -156,6 +164,31 @@ struct Run<'a> {
     session: &'a UploadSession,
     job: &'a UploadJob<'a>,
     stats: Mutex<UploadStats>,
+    /// Requests of this upload now waiting for the network.
+    offline: Mutex<u32>,
+}
+
+/// Held while one request waits for the network; the upload shows as offline while any
+/// of its requests holds one, and as uploading again when the last is dropped.
+struct OfflineWait<'r, 'a> {
+    run: &'r Run<'a>,
+}
+
+impl Drop for OfflineWait<'_, '_> {
+    fn drop(&mut self) {
+        let last = {
+            let mut n = match self.run.offline.lock() {
+                Ok(g) => g,
+                Err(p) => p.into_inner(),
+            };
+            *n = n.saturating_sub(1);
+            *n == 0
+        };
+        if last {
+            self.run.job.journal.waiting_for_network(None);
+            self.run.job.meter.set_state(TransferState::Uploading);
+        }
+    }
 }
 
 /// The signed URLs of a multipart upload, kept until used up or expired.
@@ -163,7 +196,7 @@ struct PartUrls {
     signed: HashMap<u32, (SignedPart, Instant)>,
 }
 
-impl Run<'_> {
+impl<'a> Run<'a> {
     fn path(&self) -> std::path::PathBuf {
         self.job.manuscript.path.clone()
     }
@@ -194,6 +227,45 @@ impl Run<'_> {
         TransferError::Interrupted { path: self.path() }
     }
 
+    /// `what` could not connect: marks the upload offline (once per request, through
+    /// `wait`), says so, and sleeps before the next probe with capped backoff. `false`
+    /// when cancelled meanwhile.
+    async fn wait_for_network<'r>(
+        &'r self,
+        what: &str,
+        reason: &str,
+        wait: &mut Option<OfflineWait<'r, 'a>>,
+        probes: &mut u32,
+        cancel: &CancellationToken,
+    ) -> bool {
+        if wait.is_none() {
+            let first = {
+                let mut n = match self.offline.lock() {
+                    Ok(g) => g,
+                    Err(p) => p.into_inner(),
+                };
+                *n += 1;
+                *n == 1
+            };
+            if first {
+                self.job
+                    .journal
+                    .waiting_for_network(Some(&format!("{what}: {reason}")));
+                self.job.meter.set_state(TransferState::Offline);
+            }
+            *wait = Some(OfflineWait { run: self });
+        }
+        *probes += 1;
+        self.stats(|s| s.offline_probes += 1);
+        let delay = self.session.settings.retry.delay(*probes, None);
+        tracing::debug!("{what}: {reason}; offline, probing again in {delay:?}");
+        self.notice(TransferNotice::WaitingForNetwork {
+            reason: format!("{what}: {reason}"),
+            retry_in_ms: delay.as_millis() as u64,
+        });
+        pause(delay, cancel).await
+    }
+
     /// Calls the API, retrying temporary failures with backoff.
     async fn api<T, F, Fut>(&self, what: &str, mut call: F) -> Result<T, TransferError>
     where
@@ -202,13 +274,27 @@ impl Run<'_> {
     {
         let policy = self.session.settings.retry;
         let mut failures = 0;
+        let (mut offline, mut probes) = (None, 0);
         loop {
             let result = tokio::select! {
                 r = call() => r,
                 _ = self.job.cancel.cancelled() => return Err(self.interrupted()),
             };
+            if !result.as_ref().is_err_and(UploadApiError::is_offline) {
+                offline = None;
+                probes = 0;
+            }
             match result {
                 Ok(v) => return Ok(v),
+                Err(e) if e.is_offline() => {
+                    let reason = e.to_string();
+                    if !self
+                        .wait_for_network(what, &reason, &mut offline, &mut probes, self.job.cancel)
+                        .await
+                    {
+                        return Err(self.interrupted());
+                    }
+                }
                 Err(e) if e.is_temporary() && failures + 1 < policy.max_attempts => {
                     failures += 1;
                     self.stats(|s| s.retries += 1);
@@ -249,6 +335,7 @@ impl Run<'_> {
         let mut failures = 0u32;
         let mut resigns = 0u32;
         let mut fresh = false;
+        let (mut offline, mut probes) = (None, 0);
         loop {
             let (url, headers) = sign(fresh).await?;
             fresh = false;
@@ -265,6 +352,10 @@ impl Run<'_> {
                 cancel,
             })
             .await;
+            if !matches!(put, Err(PutFailure::Offline { .. })) {
+                offline = None;
+                probes = 0;
+            }
             match put {
                 Ok(etag) if etag == expected_etag => return Ok(etag),
                 Ok(etag) => {
@@ -305,6 +396,14 @@ impl Run<'_> {
                         return Err(self.interrupted());
                     }
                 }
+                Err(PutFailure::Offline { reason }) => {
+                    if !self
+                        .wait_for_network(what, &reason, &mut offline, &mut probes, cancel)
+                        .await
+                    {
+                        return Err(self.interrupted());
+                    }
+                }
                 Err(PutFailure::NoSuchUpload) => {
                     return Err(TransferError::Api {
                         path: self.path(),
@@ -342,7 +441,7 @@ impl Run<'_> {
         let md5 = self.job.digest.content_md5(1);
         let expected = self.job.digest.part_etag(1);
         // The last URL signed, reused for retries while it is valid.
-        let last: Mutex<Option<(crate::api_uploads::PresignedPut, Instant)>> = Mutex::new(None);
+        let last: Mutex<Option<(crate::api::uploads::PresignedPut, Instant)>> = Mutex::new(None);
         let (last_ref, md5_ref) = (&last, &md5);
         let etag = self
             .put_with_retries(
