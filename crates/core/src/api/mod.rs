@@ -293,25 +293,9 @@ async fn check_status(res: reqwest::Response) -> Result<reqwest::Response, ApiEr
     if status.is_success() {
         return Ok(res);
     }
-    let retry_after = res
-        .headers()
-        .get(reqwest::header::RETRY_AFTER)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<u64>().ok())
-        .map(Duration::from_secs);
+    let retry_after = uploads::parse_retry_after(res.headers());
     let body: serde_json::Value = res.json().await.unwrap_or_default();
-    let detail = match &body["detail"] {
-        serde_json::Value::String(s) => s.clone(),
-        serde_json::Value::Array(errors) => errors
-            .iter()
-            .filter_map(|e| e["msg"].as_str())
-            .collect::<Vec<_>>()
-            .join("; "),
-        _ => body["message"]
-            .as_str()
-            .map(str::to_string)
-            .unwrap_or_else(|| format!("HTTP {status}")),
-    };
+    let detail = error_detail(&body, status);
     Err(match status.as_u16() {
         401 => ApiError::Unauthorized,
         403 => ApiError::Forbidden { detail },
@@ -338,6 +322,23 @@ pub(crate) fn without_url(e: &reqwest::Error) -> String {
         e.truncate(i);
     }
     e
+}
+
+/// The human text of an engine error body: FastAPI's `detail` (a string, or the list of
+/// validation errors), else the current engine's `message`, else the status.
+pub(crate) fn error_detail(body: &serde_json::Value, status: reqwest::StatusCode) -> String {
+    match &body["detail"] {
+        serde_json::Value::String(s) => s.clone(),
+        serde_json::Value::Array(errors) => errors
+            .iter()
+            .filter_map(|e| e["msg"].as_str())
+            .collect::<Vec<_>>()
+            .join("; "),
+        _ => body["message"]
+            .as_str()
+            .map(str::to_string)
+            .unwrap_or_else(|| format!("HTTP {status}")),
+    }
 }
 
 #[cfg(test)]

@@ -605,18 +605,7 @@ async fn check(
     let retry_after = parse_retry_after(res.headers());
     let body: serde_json::Value = res.json().await.unwrap_or_default();
     let code = body["code"].as_str().unwrap_or_default().to_string();
-    let detail = match &body["detail"] {
-        serde_json::Value::String(s) => s.clone(),
-        serde_json::Value::Array(errors) => errors
-            .iter()
-            .filter_map(|e| e["msg"].as_str())
-            .collect::<Vec<_>>()
-            .join("; "),
-        _ => body["message"]
-            .as_str()
-            .map(str::to_string)
-            .unwrap_or_else(|| format!("HTTP {status}")),
-    };
+    let detail = super::error_detail(&body, status);
     Err(match status.as_u16() {
         401 => UploadApiError::Unauthorized,
         404 | 405 if presign_route && code.is_empty() => UploadApiError::PresignUnsupported,
