@@ -6,7 +6,7 @@
 use std::sync::Mutex;
 use std::time::Duration;
 
-use rohimaya_core::config::{BackendChoice, ConfigError, Endpoints, Paths};
+use rohimaya_core::config::{BackendChoice, ConfigError, Endpoints, Paths, Profile, ProfileSource};
 use rohimaya_core::status::{self, BackendMode, BackendStatus};
 use rohimaya_core::{CoreError, ErrorCode};
 use rohimaya_devstack::{Devstack, DevstackConfig, DevstackError};
@@ -94,6 +94,24 @@ impl Backend {
             mode,
             endpoints,
             devstack: Mutex::new(devstack),
+        }
+    }
+
+    /// The profile the app's session belongs to: `local` for the embedded backend, else
+    /// the configured one. `None` when the backend could not be set up.
+    pub fn profile(&self, paths: &Paths) -> Option<Profile> {
+        let endpoints = self.endpoints.as_ref().ok()?.clone();
+        match self.mode {
+            BackendMode::Local => Some(Profile {
+                name: rohimaya_core::config::DEFAULT_PROFILE.to_string(),
+                endpoints,
+                source: ProfileSource::LocalBackend,
+            }),
+            BackendMode::Custom => Profile::resolve(paths, None).ok().or(Some(Profile {
+                name: "custom".to_string(),
+                endpoints,
+                source: ProfileSource::Environment,
+            })),
         }
     }
 

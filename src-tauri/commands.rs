@@ -1,15 +1,143 @@
 //! The Tauri commands the webview may call. Each is a few lines over one core call;
-//! their result types come from rohimaya-core and are exported to `ui/src/bindings/`.
+//! their argument and result types come from rohimaya-core and are exported to
+//! `ui/src/bindings/`. Errors reach the webview as `ErrorView { code, message }`.
 
+use std::path::PathBuf;
+
+use rohimaya_core::api::uploads::JobOptions;
+use rohimaya_core::client::{
+    ErrorView, JobAction, SessionView, SignUpView, TransferAction, UploadOffer,
+};
+use rohimaya_core::jobs::JobView;
+use rohimaya_core::queue::{CancellationToken, QueueItem};
 use rohimaya_core::status::BackendStatus;
 use tauri::State;
-use tauri::ipc::InvokeError;
 
-use crate::backend::Backend;
+use crate::shell::Shell;
+
+type Answer<T> = Result<T, ErrorView>;
+
+fn view<T, E: rohimaya_core::CoreError>(r: Result<T, E>) -> Answer<T> {
+    r.map_err(|e| ErrorView::from(&e))
+}
 
 /// Which backend the app uses and whether its engine answers `/health`. Never fails: an
 /// unreachable backend is reported in the status.
 #[tauri::command]
-pub async fn backend_status(backend: State<'_, Backend>) -> Result<BackendStatus, InvokeError> {
-    Ok(backend.status().await)
+pub async fn backend_status(shell: State<'_, Shell>) -> Answer<BackendStatus> {
+    Ok(shell.backend.status().await)
+}
+
+#[tauri::command]
+pub async fn session(shell: State<'_, Shell>) -> Answer<SessionView> {
+    Ok(shell.client()?.session().await)
+}
+
+#[tauri::command]
+pub async fn sign_in(
+    shell: State<'_, Shell>,
+    email: String,
+    password: String,
+) -> Answer<SessionView> {
+    view(
+        shell
+            .client()?
+            .sign_in_with_password(&email, &password)
+            .await,
+    )
+}
+
+#[tauri::command]
+pub async fn sign_up(
+    shell: State<'_, Shell>,
+    email: String,
+    password: String,
+) -> Answer<SignUpView> {
+    view(shell.client()?.sign_up(&email, &password).await)
+}
+
+#[tauri::command]
+pub async fn send_email_code(shell: State<'_, Shell>, email: String) -> Answer<()> {
+    view(shell.client()?.send_email_code(&email).await)
+}
+
+#[tauri::command]
+pub async fn sign_in_with_code(
+    shell: State<'_, Shell>,
+    email: String,
+    code: String,
+) -> Answer<SessionView> {
+    view(shell.client()?.sign_in_with_email_code(&email, &code).await)
+}
+
+/// Signs in with `provider` in the system browser; [`cancel_browser_sign_in`] stops the
+/// wait.
+#[tauri::command]
+pub async fn sign_in_with_browser(
+    shell: State<'_, Shell>,
+    provider: String,
+) -> Answer<SessionView> {
+    let cancel = CancellationToken::new();
+    shell.set_oauth_cancel(Some(cancel.clone()));
+    let result = shell
+        .client()?
+        .sign_in_with_oauth(&provider, cancel, |url| {
+            if let Err(e) = rohimaya_core::auth::open_in_system_browser(url) {
+                tracing::warn!("cannot open the browser: {e}");
+            }
+        })
+        .await;
+    shell.set_oauth_cancel(None);
+    view(result)
+}
+
+#[tauri::command]
+pub fn cancel_browser_sign_in(shell: State<'_, Shell>) {
+    shell.set_oauth_cancel(None);
+}
+
+#[tauri::command]
+pub async fn sign_out(shell: State<'_, Shell>) -> Answer<SessionView> {
+    Ok(shell.client()?.sign_out().await)
+}
+
+/// Offers files (from the drop zone or the file dialog) for upload.
+#[tauri::command]
+pub async fn upload_files(
+    shell: State<'_, Shell>,
+    paths: Vec<PathBuf>,
+    options: JobOptions,
+    force: bool,
+) -> Answer<Vec<UploadOffer>> {
+    view(shell.client()?.upload(&paths, &options, force).await)
+}
+
+#[tauri::command]
+pub async fn transfers(shell: State<'_, Shell>) -> Answer<Vec<QueueItem>> {
+    view(shell.client()?.transfers().await)
+}
+
+#[tauri::command]
+pub async fn transfer_action(
+    shell: State<'_, Shell>,
+    id: i64,
+    action: TransferAction,
+) -> Answer<()> {
+    view(shell.client()?.transfer_action(id, action).await)
+}
+
+/// `paused`: the global pause on or off.
+#[tauri::command]
+pub async fn pause_all(shell: State<'_, Shell>, paused: bool) -> Answer<()> {
+    view(shell.client()?.set_paused(paused).await)
+}
+
+#[tauri::command]
+pub async fn jobs(shell: State<'_, Shell>) -> Answer<Vec<JobView>> {
+    view(shell.client()?.jobs().await)
+}
+
+#[tauri::command]
+pub async fn job_action(shell: State<'_, Shell>, id: String, action: JobAction) -> Answer<()> {
+    view(shell.client()?.job_action(&id, action).await)
 }

@@ -6,23 +6,50 @@
 
 mod backend;
 mod commands;
+mod forward;
+mod shell;
+mod tray;
 
-use tauri::{Manager, RunEvent};
+use rohimaya_core::events::EventBus;
+use tauri::{Manager, RunEvent, WindowEvent};
 use tracing_subscriber::EnvFilter;
 
-use crate::backend::Backend;
+use crate::shell::Shell;
 
-/// Runs the app until its last window closes. Logging follows `RUST_LOG` (default
-/// `info`).
+/// Runs the app until it quits (the tray's Quit, or the last window closed when the
+/// tray is not available). Logging follows `RUST_LOG` (default `info`).
 pub fn run() -> Result<(), tauri::Error> {
     init_logging();
-    let app = tauri::Builder::default()
+    let builder = tauri::Builder::default();
+    // A second launch focuses the first instead of starting another app (registered
+    // first, as the plugin asks).
+    #[cfg(any(target_os = "linux", target_os = "macos", target_os = "windows"))]
+    let builder = builder
+        .plugin(tauri_plugin_single_instance::init(|app, _args, _cwd| {
+            tray::show_main(app);
+        }))
+        .plugin(tauri_plugin_autostart::init(
+            tauri_plugin_autostart::MacosLauncher::LaunchAgent,
+            None,
+        ));
+    let app = builder
+        .plugin(tauri_plugin_window_state::Builder::default().build())
+        .plugin(tauri_plugin_dialog::init())
+        .plugin(tauri_plugin_notification::init())
+        .plugin(tauri_plugin_opener::init())
         .setup(|app| {
-            let backend = tauri::async_runtime::block_on(Backend::start(
-                &rohimaya_core::config::Paths::from_env(),
+            let bus = EventBus::new();
+            forward::spawn(app.handle().clone(), &bus);
+            let shell = tauri::async_runtime::block_on(Shell::start(
+                rohimaya_core::config::Paths::from_env(),
+                bus,
             ));
-            app.manage(backend);
-            // Ctrl-C or SIGTERM quit like closing the window, so the backend stops cleanly.
+            app.manage(shell);
+            if let Err(e) = tray::install(app.handle()) {
+                // Some desktops have no tray: closing the window then quits.
+                tracing::warn!("no tray icon: {e}");
+            }
+            // Ctrl-C or SIGTERM quit like the tray's Quit, so everything stops cleanly.
             let handle = app.handle().clone();
             tauri::async_runtime::spawn(async move {
                 quit_signal().await;
@@ -31,13 +58,41 @@ pub fn run() -> Result<(), tauri::Error> {
             });
             Ok(())
         })
-        .invoke_handler(tauri::generate_handler![commands::backend_status])
+        .on_window_event(|window, event| {
+            // Closing the window keeps the app (uploads, watched folders) in the tray.
+            if let WindowEvent::CloseRequested { api, .. } = event
+                && window
+                    .app_handle()
+                    .try_state::<tray::TrayStatus>()
+                    .is_some()
+            {
+                api.prevent_close();
+                let _ = window.hide();
+            }
+        })
+        .invoke_handler(tauri::generate_handler![
+            commands::backend_status,
+            commands::session,
+            commands::sign_in,
+            commands::sign_up,
+            commands::send_email_code,
+            commands::sign_in_with_code,
+            commands::sign_in_with_browser,
+            commands::cancel_browser_sign_in,
+            commands::sign_out,
+            commands::upload_files,
+            commands::transfers,
+            commands::transfer_action,
+            commands::pause_all,
+            commands::jobs,
+            commands::job_action,
+        ])
         .build(tauri::generate_context!())?;
     app.run(|app, event| {
         if let RunEvent::Exit = event
-            && let Some(backend) = app.try_state::<Backend>()
+            && let Some(shell) = app.try_state::<Shell>()
         {
-            tauri::async_runtime::block_on(backend.shutdown());
+            tauri::async_runtime::block_on(shell.shutdown());
         }
     });
     Ok(())

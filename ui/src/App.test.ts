@@ -4,6 +4,7 @@ import { fireEvent, render, screen } from '@testing-library/svelte';
 import { describe, expect, it } from 'vitest';
 import App from './App.svelte';
 import type { BackendStatus } from './bindings/BackendStatus';
+import type { SessionView } from './bindings/SessionView';
 
 const local: BackendStatus = {
   mode: 'local',
@@ -14,15 +15,28 @@ const local: BackendStatus = {
   error_code: null,
 };
 
+const signedOut: SessionView = {
+  profile: 'local',
+  signed_in: false,
+  email: null,
+  not_remembered: null,
+  ended_reason: null,
+};
+
 function answer(...statuses: BackendStatus[]): string[] {
   const calls: string[] = [];
-  mockIPC((cmd) => {
-    calls.push(cmd);
-    if (cmd === 'backend_status') {
-      return statuses.length > 1 ? statuses.shift() : statuses[0];
-    }
-    throw new Error(`unexpected command ${cmd}`);
-  });
+  mockIPC(
+    (cmd) => {
+      if (cmd.startsWith('plugin:')) return null;
+      calls.push(cmd);
+      if (cmd === 'backend_status') {
+        return statuses.length > 1 ? statuses.shift() : statuses[0];
+      }
+      if (cmd === 'session') return signedOut;
+      throw new Error(`unexpected command ${cmd}`);
+    },
+    { shouldMockEvents: true },
+  );
   return calls;
 }
 
@@ -40,7 +54,7 @@ describe('App', () => {
     expect(title.closest('section')?.className).toContain('ok');
     expect(screen.getByText(local.api_url)).toBeTruthy();
     expect(screen.getByText(local.supabase_url)).toBeTruthy();
-    expect(calls).toEqual(['backend_status']);
+    expect(calls.filter((c) => c === 'backend_status')).toEqual(['backend_status']);
   });
 
   it('names the host of a configured backend', async () => {
@@ -68,7 +82,7 @@ describe('App', () => {
 
     await fireEvent.click(screen.getByRole('button', { name: 'Check again' }));
     expect(await screen.findByText('Connected to the local backend')).toBeTruthy();
-    expect(calls).toEqual(['backend_status', 'backend_status']);
+    expect(calls.filter((c) => c === 'backend_status')).toEqual(['backend_status', 'backend_status']);
   });
 
   it('shows a failed command as an error', async () => {

@@ -5,3 +5,12 @@ import { afterEach } from 'vitest';
 afterEach(() => {
   clearMocks();
 });
+
+// jsdom has no layout: `bind:clientHeight` needs a ResizeObserver, which never fires
+// here (components keep their default sizes).
+class NoLayoutResizeObserver {
+  observe(): void {}
+  unobserve(): void {}
+  disconnect(): void {}
+}
+globalThis.ResizeObserver ??= NoLayoutResizeObserver;

@@ -196,6 +196,8 @@ impl View {
                 transfer_id,
                 notice,
             } => self.notice(&transfer_id, notice),
+            // Jobs and sessions are the app's; the CLI reports transfers only.
+            _ => {}
         }
     }
 

@@ -112,6 +112,8 @@ pub enum ProfileSource {
     SettingsFile,
     /// The `[backend]` table of `settings.toml` (used when no profile was named).
     BackendTable,
+    /// The embedded local backend the desktop app started (no backend configured).
+    LocalBackend,
 }
 
 /// A named backend: the session store keeps one session per profile.

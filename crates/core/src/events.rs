@@ -16,6 +16,7 @@ pub const EVENT_CAPACITY: usize = 1024;
 
 /// Where a transfer stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 #[serde(rename_all = "snake_case")]
 pub enum TransferState {
     Queued,
@@ -54,6 +55,7 @@ impl TransferState {
 
 /// A progress snapshot, like rclone's accounting line.
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 pub struct TransferProgress {
     pub transfer_id: String,
     pub bytes_done: u64,
@@ -67,6 +69,7 @@ pub struct TransferProgress {
 
 /// Something the user should be told about a transfer.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum TransferNotice {
     /// The local file changed since it was queued or partly sent: its upload starts over.
@@ -91,6 +94,7 @@ pub enum TransferNotice {
 
 /// Every event the core publishes.
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Event {
     TransferProgress(TransferProgress),
@@ -104,6 +108,26 @@ pub enum Event {
     TransferNotice {
         transfer_id: String,
         notice: TransferNotice,
+    },
+    /// A followed narration job is new or changed (status, progress, step, error).
+    JobChanged {
+        job: crate::jobs::JobView,
+    },
+    /// A followed job is no longer listed by the server (deleted).
+    JobRemoved {
+        job_id: String,
+    },
+    /// The jobs could not be polled (offline, server down, session refused); polling
+    /// goes on with backoff.
+    JobsUnavailable {
+        code: String,
+        message: String,
+    },
+    /// Someone signed in or out, or the session ended on the server's word (`reason`).
+    SessionChanged {
+        signed_in: bool,
+        email: Option<String>,
+        reason: Option<String>,
     },
 }
 

@@ -2,11 +2,16 @@
 //! `rohimaya` CLI. It holds every rule; the shells only call it and render its results.
 //! It never depends on Tauri, the UI or the devstack.
 
+pub mod alerts;
 pub mod api;
 pub mod auth;
+#[cfg(test)]
+mod bindings;
+pub mod client;
 pub mod config;
 pub mod error;
 pub mod events;
+pub mod jobs;
 pub mod queue;
 pub mod secrets;
 pub mod status;

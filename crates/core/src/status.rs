@@ -75,8 +75,6 @@ pub async fn check(mode: BackendMode, endpoints: &Endpoints) -> BackendStatus {
 mod tests {
     use super::*;
     use crate::error::ErrorCode;
-    use std::path::PathBuf;
-    use ts_rs::TS;
 
     fn endpoints(api_url: String) -> Endpoints {
         Endpoints {
@@ -138,41 +136,6 @@ mod tests {
             json,
             serde_json::json!({"mode": "local", "supabase_url": "s", "api_url": "a",
                 "healthy": true, "detail": "ok", "error_code": null})
-        );
-    }
-
-    /// The UI's types come from these Rust types. This test fails when the committed
-    /// files in `ui/src/bindings/` are stale; regenerate them with
-    /// `ROHIMAYA_UPDATE_BINDINGS=1 cargo test -p rohimaya-core status::tests::typescript`.
-    #[test]
-    fn typescript_bindings_are_current() {
-        let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../ui/src/bindings");
-        let cfg = ts_rs::Config::new();
-        let update = std::env::var_os("ROHIMAYA_UPDATE_BINDINGS").is_some();
-        let generated = [
-            (
-                "BackendMode.ts",
-                BackendMode::export_to_string(&cfg).unwrap(),
-            ),
-            (
-                "BackendStatus.ts",
-                BackendStatus::export_to_string(&cfg).unwrap(),
-            ),
-        ];
-        let mut stale = Vec::new();
-        for (file, text) in generated {
-            let path = dir.join(file);
-            if update {
-                std::fs::create_dir_all(&dir).unwrap();
-                std::fs::write(&path, &text).unwrap();
-            } else if std::fs::read_to_string(&path).ok().as_deref() != Some(text.as_str()) {
-                stale.push(file);
-            }
-        }
-        assert!(
-            stale.is_empty(),
-            "stale TypeScript bindings {stale:?} in ui/src/bindings: run \
-             ROHIMAYA_UPDATE_BINDINGS=1 cargo test -p rohimaya-core status::tests::typescript"
         );
     }
 }

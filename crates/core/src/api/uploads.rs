@@ -253,6 +253,7 @@ pub struct CompletedObject {
 /// What the narration job is made with (flags or settings); unset fields take the
 /// engine's defaults.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 pub struct JobOptions {
     /// Defaults to the file name without its extension.
     pub title: Option<String>,

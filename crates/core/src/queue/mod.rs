@@ -30,6 +30,7 @@ use crate::transfer::TransferError;
 
 /// Where a queued file stands, as stored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 #[serde(rename_all = "snake_case")]
 pub enum ItemState {
     Queued,

@@ -80,6 +80,7 @@ impl Default for QueueSettings {
 
 /// A queued file as the shells show it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 pub struct QueueItem {
     pub id: i64,
     pub path: PathBuf,

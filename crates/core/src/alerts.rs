@@ -1,0 +1,139 @@
+//! Which events deserve a desktop notification, and its words: an upload that failed, a
+//! narration job that completed, a session the server ended. The shells show what
+//! [`desktop_alert`] returns; they never decide which events matter.
+//!
+//! It owns that choice and the wording; it never shows anything itself and never puts a
+//! path outside the file name, a URL or a token into a notification.
+
+use serde::Serialize;
+
+use crate::events::{Event, TransferState};
+
+/// What the user is alerted to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
+#[serde(rename_all = "snake_case")]
+pub enum AlertKind {
+    UploadFailed,
+    JobCompleted,
+    JobFailed,
+    SessionEnded,
+}
+
+/// One desktop notification.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
+pub struct DesktopAlert {
+    pub kind: AlertKind,
+    pub title: String,
+    pub body: String,
+    /// The job it is about, for "Download" / "Play" in the app.
+    pub job_id: Option<String>,
+}
+
+/// The notification `event` calls for, if any. Job events alert only on the change into
+/// completed or failed (the feed reports each change once).
+pub fn desktop_alert(event: &Event) -> Option<DesktopAlert> {
+    match event {
+        Event::TransferState {
+            path,
+            state: TransferState::Failed,
+            detail,
+            ..
+        } => {
+            let name = path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            Some(DesktopAlert {
+                kind: AlertKind::UploadFailed,
+                title: format!("Upload failed: {name}"),
+                body: detail
+                    .clone()
+                    .unwrap_or_else(|| "Open Rohimaya to retry it.".into()),
+                job_id: None,
+            })
+        }
+        Event::JobChanged { job } if job.status == "completed" => Some(DesktopAlert {
+            kind: AlertKind::JobCompleted,
+            title: format!("“{}” is ready", job.title),
+            body: "Your audiobook is finished. Download it or play it in Rohimaya.".into(),
+            job_id: Some(job.id.clone()),
+        }),
+        Event::JobChanged { job } if job.status == "failed" => Some(DesktopAlert {
+            kind: AlertKind::JobFailed,
+            title: format!("“{}” could not be narrated", job.title),
+            body: job
+                .error_message
+                .clone()
+                .unwrap_or_else(|| "Open Rohimaya to see why and retry.".into()),
+            job_id: Some(job.id.clone()),
+        }),
+        Event::SessionChanged {
+            signed_in: false,
+            reason: Some(reason),
+            ..
+        } => Some(DesktopAlert {
+            kind: AlertKind::SessionEnded,
+            title: "You were signed out".into(),
+            body: format!("{reason} Sign in again to keep uploading."),
+            job_id: None,
+        }),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::jobs::JobView;
+
+    fn job(status: &str) -> JobView {
+        JobView {
+            id: "j1".into(),
+            title: "The Book".into(),
+            author: None,
+            status: status.into(),
+            progress_percent: None,
+            current_step: None,
+            error_message: None,
+            audio_format: None,
+            duration_seconds: None,
+            file_size_bytes: None,
+            created_at: None,
+            completed_at: None,
+        }
+    }
+
+    #[test]
+    fn only_endings_alert() {
+        let done = desktop_alert(&Event::JobChanged {
+            job: job("completed"),
+        });
+        assert_eq!(done.map(|a| a.kind), Some(AlertKind::JobCompleted));
+        assert!(
+            desktop_alert(&Event::JobChanged {
+                job: job("processing")
+            })
+            .is_none()
+        );
+        let failed = desktop_alert(&Event::TransferState {
+            transfer_id: "1".into(),
+            path: "/home/a/Secret Dir/book.docx".into(),
+            state: TransferState::Failed,
+            detail: Some("the store refused it".into()),
+        })
+        .expect("an alert");
+        assert_eq!(failed.title, "Upload failed: book.docx");
+        assert!(!failed.title.contains("Secret Dir"));
+        assert!(
+            desktop_alert(&Event::SessionChanged {
+                signed_in: false,
+                email: None,
+                reason: None
+            })
+            .is_none(),
+            "signing out yourself is not news"
+        );
+    }
+}

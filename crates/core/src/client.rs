@@ -1,0 +1,475 @@
+//! [`Client`]: one profile's client as a long-running shell (the desktop app) needs it —
+//! the endpoints, the session, the engine API, the event bus and, while someone is signed
+//! in, that account's [`AccountScope`]: its upload queue (running in the background) and
+//! its job feed. Each app command is one call on it.
+//!
+//! It owns the composition and the switch of accounts: signing in opens the account's
+//! scope and starts its background work; signing out (or the server ending the session)
+//! stops it, leaving every transfer resumable. The rules stay in the modules it composes
+//! (auth, queue, transfer, jobs); it never persists anything itself and never hands a
+//! token or a URL to its callers. The CLI, which runs one command and exits, uses those
+//! modules directly.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+use tokio::sync::Mutex;
+use tokio_util::sync::CancellationToken;
+
+use crate::api::uploads::{JobOptions, SessionTokens};
+use crate::api::{ApiClient, ApiError};
+use crate::auth::{Account, AuthError, OAuthOptions, SessionManager, SessionStatus, SignUp};
+use crate::config::{Paths, Profile};
+use crate::error::{CoreError, ErrorCode};
+use crate::events::{Event, EventBus};
+use crate::jobs::{JobFeed, JobView};
+use crate::queue::{QueueError, QueueItem, QueueRunner};
+
+/// Why a client call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error(transparent)]
+    Auth(#[from] AuthError),
+    #[error(transparent)]
+    Api(#[from] ApiError),
+    #[error(transparent)]
+    Queue(#[from] QueueError),
+}
+
+impl CoreError for ClientError {
+    fn code(&self) -> ErrorCode {
+        match self {
+            ClientError::Auth(e) => e.code(),
+            ClientError::Api(e) => e.code(),
+            ClientError::Queue(e) => e.code(),
+        }
+    }
+}
+
+/// An error as the shells receive it: a stable code to react to and words to show.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
+pub struct ErrorView {
+    pub code: String,
+    pub message: String,
+}
+
+impl<E: CoreError> From<&E> for ErrorView {
+    fn from(e: &E) -> Self {
+        Self {
+            code: e.code().as_str().to_string(),
+            message: e.to_string(),
+        }
+    }
+}
+
+/// Who is signed in, as the app shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
+pub struct SessionView {
+    pub profile: String,
+    pub signed_in: bool,
+    pub email: Option<String>,
+    /// Set when the sign-in lasts this run only (no OS keyring): the banner's words.
+    pub not_remembered: Option<String>,
+    /// Why the last session ended, when the server ended it.
+    pub ended_reason: Option<String>,
+}
+
+impl SessionView {
+    fn from_status(status: &SessionStatus) -> Self {
+        match status {
+            SessionStatus::SignedIn(a) => Self::signed_in(a),
+            SessionStatus::SignedOut { profile, reason } => Self {
+                profile: profile.clone(),
+                signed_in: false,
+                email: None,
+                not_remembered: None,
+                ended_reason: reason.map(|r| r.describe().to_string()),
+            },
+        }
+    }
+
+    fn signed_in(a: &Account) -> Self {
+        Self {
+            profile: a.profile.clone(),
+            signed_in: true,
+            email: Some(a.email.clone()),
+            not_remembered: a.not_remembered_message(),
+            ended_reason: None,
+        }
+    }
+}
+
+/// What signing up did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum SignUpView {
+    SignedIn {
+        session: SessionView,
+    },
+    /// The server emails a confirmation link first.
+    ConfirmationSent {
+        email: String,
+    },
+}
+
+/// One file offered for upload and what became of it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
+pub struct UploadOffer {
+    pub path: String,
+    /// The queue item, when accepted.
+    pub transfer_id: Option<String>,
+    /// Why not, when refused (not a manuscript, a duplicate, unreadable, ...).
+    pub error: Option<ErrorView>,
+}
+
+/// What the user does to one transfer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
+#[serde(rename_all = "snake_case")]
+pub enum TransferAction {
+    Pause,
+    Resume,
+    Cancel,
+    Retry,
+}
+
+/// What the user does to one narration job.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
+#[serde(rename_all = "snake_case")]
+pub enum JobAction {
+    Cancel,
+    Retry,
+    Delete,
+}
+
+/// The signed-in account's background work.
+pub struct AccountScope {
+    pub account: Account,
+    pub queue: Arc<QueueRunner>,
+    pub jobs: Arc<JobFeed>,
+    stop: CancellationToken,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl AccountScope {
+    async fn close(self) {
+        self.stop.cancel();
+        for task in self.tasks {
+            let _ = task.await;
+        }
+    }
+}
+
+/// One profile's client.
+pub struct Client {
+    paths: Paths,
+    profile: Profile,
+    session: SessionManager,
+    api: ApiClient,
+    bus: EventBus,
+    scope: Mutex<Option<Arc<AccountScope>>>,
+}
+
+impl Client {
+    /// A client for `profile`; nothing runs until [`Client::start`].
+    pub fn new(paths: Paths, profile: Profile, bus: EventBus) -> Self {
+        let session = SessionManager::for_profile(&profile, &paths);
+        let api = ApiClient::new(&profile.endpoints).with_session(session.clone());
+        Self {
+            paths,
+            profile,
+            session,
+            api,
+            bus,
+            scope: Mutex::new(None),
+        }
+    }
+
+    pub fn bus(&self) -> &EventBus {
+        &self.bus
+    }
+
+    pub fn profile(&self) -> &Profile {
+        &self.profile
+    }
+
+    pub fn paths(&self) -> &Paths {
+        &self.paths
+    }
+
+    /// Restores the remembered session (if any) and starts its background work.
+    pub async fn start(&self) -> SessionView {
+        let status = self.session.restore().await;
+        if let SessionStatus::SignedIn(account) = &status
+            && let Err(e) = self.open_scope(account.clone()).await
+        {
+            tracing::error!(code = e.code().as_str(), "cannot open the account: {e}");
+        }
+        SessionView::from_status(&status)
+    }
+
+    /// The current session.
+    pub async fn session(&self) -> SessionView {
+        SessionView::from_status(&self.session.status().await)
+    }
+
+    pub async fn sign_in_with_password(
+        &self,
+        email: &str,
+        password: &str,
+    ) -> Result<SessionView, ClientError> {
+        let account = self.session.sign_in_with_password(email, password).await?;
+        self.signed_in(account).await
+    }
+
+    pub async fn sign_up(&self, email: &str, password: &str) -> Result<SignUpView, ClientError> {
+        match self.session.sign_up(email, password).await? {
+            SignUp::SignedIn(account) => Ok(SignUpView::SignedIn {
+                session: self.signed_in(account).await?,
+            }),
+            SignUp::ConfirmationSent { email } => Ok(SignUpView::ConfirmationSent { email }),
+        }
+    }
+
+    pub async fn send_email_code(&self, email: &str) -> Result<(), ClientError> {
+        Ok(self.session.send_email_code(email).await?)
+    }
+
+    pub async fn sign_in_with_email_code(
+        &self,
+        email: &str,
+        code: &str,
+    ) -> Result<SessionView, ClientError> {
+        let account = self.session.sign_in_with_email_code(email, code).await?;
+        self.signed_in(account).await
+    }
+
+    /// Signs in with `provider` in the system browser (`open` shows the URL); waits for
+    /// the loopback redirect until `cancel` or the timeout.
+    pub async fn sign_in_with_oauth(
+        &self,
+        provider: &str,
+        cancel: CancellationToken,
+        open: impl FnOnce(&str) + Send,
+    ) -> Result<SessionView, ClientError> {
+        let options = OAuthOptions {
+            cancel,
+            ..OAuthOptions::default()
+        };
+        let account = self
+            .session
+            .sign_in_with_oauth(provider, options, open)
+            .await?;
+        self.signed_in(account).await
+    }
+
+    /// Signs out: stops the account's background work (transfers stay resumable for the
+    /// next sign-in), ends the session on the server and forgets it here.
+    pub async fn sign_out(&self) -> SessionView {
+        self.close_scope().await;
+        let report = self.session.sign_out().await;
+        if let Some(p) = &report.server_problem {
+            tracing::warn!("sign-out: the server did not confirm: {p}");
+        }
+        let view = self.session().await;
+        self.publish_session(&view);
+        view
+    }
+
+    /// The signed-in account's scope, or [`AuthError::NotSignedIn`].
+    pub async fn scope(&self) -> Result<Arc<AccountScope>, ClientError> {
+        if let Some(scope) = self.scope.lock().await.as_ref() {
+            return Ok(scope.clone());
+        }
+        Err(AuthError::NotSignedIn {
+            profile: self.profile.name.clone(),
+        }
+        .into())
+    }
+
+    /// Offers `paths` for upload with `options`; each is accepted into the queue or
+    /// refused with its reason. Accepted files start as the queue allows.
+    pub async fn upload(
+        &self,
+        paths: &[PathBuf],
+        options: &JobOptions,
+        force: bool,
+    ) -> Result<Vec<UploadOffer>, ClientError> {
+        let scope = self.scope().await?;
+        let mut offers = Vec::with_capacity(paths.len());
+        for path in paths {
+            let offer = match scope.queue.enqueue(path, options, force).await {
+                Ok(e) => UploadOffer {
+                    path: path.display().to_string(),
+                    transfer_id: Some(e.id.to_string()),
+                    error: None,
+                },
+                Err(e) => UploadOffer {
+                    path: path.display().to_string(),
+                    transfer_id: None,
+                    error: Some(ErrorView::from(&e)),
+                },
+            };
+            offers.push(offer);
+        }
+        Ok(offers)
+    }
+
+    /// The account's transfers.
+    pub async fn transfers(&self) -> Result<Vec<QueueItem>, ClientError> {
+        Ok(self.scope().await?.queue.list()?)
+    }
+
+    /// The account's jobs as last polled (polls once first if never polled).
+    pub async fn jobs(&self) -> Result<Vec<JobView>, ClientError> {
+        let scope = self.scope().await?;
+        if scope.jobs.jobs().is_empty() {
+            scope.jobs.poll().await?;
+        }
+        Ok(scope.jobs.jobs())
+    }
+
+    /// Pauses, resumes, cancels (aborting the server upload) or retries one transfer.
+    pub async fn transfer_action(
+        &self,
+        id: i64,
+        action: TransferAction,
+    ) -> Result<(), ClientError> {
+        let queue = self.scope().await?.queue.clone();
+        match action {
+            TransferAction::Pause => queue.pause(id)?,
+            TransferAction::Resume => queue.resume(id)?,
+            TransferAction::Cancel => queue.cancel(id).await?,
+            TransferAction::Retry => queue.retry(id)?,
+        }
+        Ok(())
+    }
+
+    /// The global pause of every transfer, on or off.
+    pub async fn set_paused(&self, paused: bool) -> Result<(), ClientError> {
+        let queue = self.scope().await?.queue.clone();
+        if paused {
+            queue.pause_all()?;
+        } else {
+            queue.resume_all()?;
+        }
+        Ok(())
+    }
+
+    /// Cancels, retries or deletes a narration job on the server.
+    pub async fn job_action(&self, id: &str, action: JobAction) -> Result<(), ClientError> {
+        match action {
+            JobAction::Cancel => drop(self.api.cancel_job(id).await?),
+            JobAction::Retry => drop(self.api.retry_job(id).await?),
+            JobAction::Delete => self.api.delete_job(id).await?,
+        }
+        self.poke_jobs().await;
+        Ok(())
+    }
+
+    /// Stops the background work (the app is quitting); transfers stay resumable.
+    pub async fn shutdown(&self) {
+        self.close_scope().await;
+    }
+
+    async fn poke_jobs(&self) {
+        if let Some(scope) = self.scope.lock().await.as_ref() {
+            scope.jobs.poke();
+        }
+    }
+
+    async fn signed_in(&self, account: Account) -> Result<SessionView, ClientError> {
+        self.open_scope(account.clone()).await?;
+        let view = SessionView::signed_in(&account);
+        self.publish_session(&view);
+        Ok(view)
+    }
+
+    fn publish_session(&self, view: &SessionView) {
+        self.bus.publish(Event::SessionChanged {
+            signed_in: view.signed_in,
+            email: view.email.clone(),
+            reason: view.ended_reason.clone(),
+        });
+    }
+
+    /// Opens `account`'s scope (closing another account's first) and starts its queue
+    /// runner and job feed.
+    async fn open_scope(&self, account: Account) -> Result<(), ClientError> {
+        let mut slot = self.scope.lock().await;
+        if let Some(current) = slot.as_ref()
+            && current.account.user_id == account.user_id
+        {
+            return Ok(());
+        }
+        if let Some(old) = slot.take()
+            && let Ok(old) = Arc::try_unwrap(old)
+        {
+            old.close().await;
+        }
+        let queue = Arc::new(QueueRunner::open(
+            &self.paths.data_dir,
+            &self.profile.endpoints,
+            Arc::new(SessionTokens(self.session.clone())),
+            account.user_id.clone(),
+            self.bus.clone(),
+        )?);
+        let jobs = Arc::new(JobFeed::new(self.api.clone(), self.bus.clone()));
+        let stop = CancellationToken::new();
+        let mut tasks = Vec::new();
+        {
+            let (queue, stop) = (queue.clone(), stop.clone());
+            tasks.push(tokio::spawn(async move {
+                if let Err(e) = queue.run(&stop).await {
+                    tracing::error!(code = e.code().as_str(), "upload queue stopped: {e}");
+                }
+            }));
+        }
+        {
+            let (jobs, stop) = (jobs.clone(), stop.clone());
+            tasks.push(tokio::spawn(async move { jobs.run(&stop).await }));
+        }
+        // A job is created when an upload completes: poll at once instead of waiting.
+        {
+            let (jobs, stop, mut rx) = (jobs.clone(), stop.clone(), self.bus.subscribe());
+            tasks.push(tokio::spawn(async move {
+                loop {
+                    tokio::select! {
+                        _ = stop.cancelled() => return,
+                        event = rx.recv() => match event {
+                            Ok(Event::TransferState { state: crate::events::TransferState::Completed, .. }) => jobs.poke(),
+                            Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                            Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+                        }
+                    }
+                }
+            }));
+        }
+        *slot = Some(Arc::new(AccountScope {
+            account,
+            queue,
+            jobs,
+            stop,
+            tasks,
+        }));
+        Ok(())
+    }
+
+    async fn close_scope(&self) {
+        let scope = self.scope.lock().await.take();
+        if let Some(scope) = scope {
+            scope.stop.cancel();
+            match Arc::try_unwrap(scope) {
+                Ok(scope) => scope.close().await,
+                // A command still holds it: its tasks stop on the token all the same.
+                Err(_) => tracing::debug!("account scope still referenced; stopped by token"),
+            }
+        }
+    }
+}

@@ -1,0 +1,77 @@
+// Every command the webview may call (see src-tauri/commands.rs) and the core's event
+// stream, typed with the bindings generated from rohimaya-core. Nothing else in the UI
+// calls `invoke` or `listen` directly.
+import { invoke } from '@tauri-apps/api/core';
+import { listen, type UnlistenFn } from '@tauri-apps/api/event';
+import type { BackendStatus } from '../bindings/BackendStatus';
+import type { ErrorView } from '../bindings/ErrorView';
+import type { Event as CoreEvent } from '../bindings/Event';
+import type { JobAction } from '../bindings/JobAction';
+import type { JobOptions } from '../bindings/JobOptions';
+import type { JobView } from '../bindings/JobView';
+import type { QueueItem } from '../bindings/QueueItem';
+import type { SessionView } from '../bindings/SessionView';
+import type { SignUpView } from '../bindings/SignUpView';
+import type { TransferAction } from '../bindings/TransferAction';
+import type { UploadOffer } from '../bindings/UploadOffer';
+
+/** The webview event that carries every core event (src-tauri/forward.rs). */
+export const CORE_EVENT = 'core-event';
+
+/** A failed command: the core's stable code and its words for the user. */
+export class CommandError extends Error {
+  readonly code: string;
+  constructor(view: ErrorView) {
+    super(view.message);
+    this.code = view.code;
+  }
+}
+
+function isErrorView(e: unknown): e is ErrorView {
+  return typeof e === 'object' && e !== null && 'code' in e && 'message' in e;
+}
+
+async function call<T>(cmd: string, args?: Record<string, unknown>): Promise<T> {
+  try {
+    return await invoke<T>(cmd, args);
+  } catch (e) {
+    if (isErrorView(e)) throw new CommandError(e);
+    throw new CommandError({ code: 'internal', message: String(e) });
+  }
+}
+
+export const backendStatus = (): Promise<BackendStatus> => call('backend_status');
+export const session = (): Promise<SessionView> => call('session');
+export const signIn = (email: string, password: string): Promise<SessionView> =>
+  call('sign_in', { email, password });
+export const signUp = (email: string, password: string): Promise<SignUpView> =>
+  call('sign_up', { email, password });
+export const sendEmailCode = (email: string): Promise<void> => call('send_email_code', { email });
+export const signInWithCode = (email: string, code: string): Promise<SessionView> =>
+  call('sign_in_with_code', { email, code });
+export const signInWithBrowser = (provider: string): Promise<SessionView> =>
+  call('sign_in_with_browser', { provider });
+export const cancelBrowserSignIn = (): Promise<void> => call('cancel_browser_sign_in');
+export const signOut = (): Promise<SessionView> => call('sign_out');
+export const uploadFiles = (
+  paths: string[],
+  options: JobOptions,
+  force = false,
+): Promise<UploadOffer[]> => call('upload_files', { paths, options, force });
+export const transfers = (): Promise<QueueItem[]> => call('transfers');
+export const transferAction = (id: number, action: TransferAction): Promise<void> =>
+  call('transfer_action', { id, action });
+export const pauseAll = (paused: boolean): Promise<void> => call('pause_all', { paused });
+export const jobs = (): Promise<JobView[]> => call('jobs');
+export const jobAction = (id: string, action: JobAction): Promise<void> =>
+  call('job_action', { id, action });
+
+/** Calls `handler` with every core event until the returned function is called. */
+export function onCoreEvent(handler: (event: CoreEvent) => void): Promise<UnlistenFn> {
+  return listen<CoreEvent>(CORE_EVENT, (e) => handler(e.payload));
+}
+
+/** The message of anything thrown, for showing. */
+export function messageOf(e: unknown): string {
+  return e instanceof Error ? e.message : String(e);
+}
