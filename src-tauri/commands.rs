@@ -6,12 +6,14 @@ use std::path::PathBuf;
 
 use rohimaya_core::api::uploads::JobOptions;
 use rohimaya_core::client::{
-    ErrorView, JobAction, SessionView, SignUpView, TransferAction, UploadOffer,
+    AboutView, ErrorView, JobAction, SessionView, SignUpView, TransferAction, UploadOffer,
 };
 use rohimaya_core::jobs::JobView;
+use rohimaya_core::prefs::AppPrefs;
 use rohimaya_core::queue::{CancellationToken, QueueItem};
 use rohimaya_core::status::BackendStatus;
-use tauri::State;
+use tauri::{AppHandle, State};
+use tauri_plugin_autostart::ManagerExt;
 
 use crate::shell::Shell;
 
@@ -140,4 +142,53 @@ pub async fn jobs(shell: State<'_, Shell>) -> Answer<Vec<JobView>> {
 #[tauri::command]
 pub async fn job_action(shell: State<'_, Shell>, id: String, action: JobAction) -> Answer<()> {
     view(shell.client()?.job_action(&id, action).await)
+}
+
+#[tauri::command]
+pub async fn prefs(shell: State<'_, Shell>) -> Answer<AppPrefs> {
+    view(shell.client()?.prefs())
+}
+
+#[tauri::command]
+pub async fn set_prefs(shell: State<'_, Shell>, prefs: AppPrefs) -> Answer<()> {
+    view(shell.client()?.set_prefs(&prefs))
+}
+
+#[tauri::command]
+pub async fn about(shell: State<'_, Shell>) -> Answer<AboutView> {
+    Ok(shell.client()?.about())
+}
+
+/// Opens the logs folder in the file manager.
+#[tauri::command]
+pub async fn open_logs(shell: State<'_, Shell>) -> Answer<()> {
+    let dir = shell.client()?.paths().logs_dir();
+    tauri_plugin_opener::open_path(dir.display().to_string(), None::<&str>).map_err(|e| ErrorView {
+        code: rohimaya_core::ErrorCode::FileUnreadable
+            .as_str()
+            .to_string(),
+        message: format!("cannot open {}: {e}", dir.display()),
+    })
+}
+
+/// Whether Rohimaya starts at login (the OS's setting, through the autostart plugin).
+#[tauri::command]
+pub fn start_at_login(app: AppHandle) -> bool {
+    app.autolaunch().is_enabled().unwrap_or(false)
+}
+
+#[tauri::command]
+pub fn set_start_at_login(app: AppHandle, enabled: bool) -> Answer<()> {
+    let launcher = app.autolaunch();
+    let result = if enabled {
+        launcher.enable()
+    } else {
+        launcher.disable()
+    };
+    result.map_err(|e| ErrorView {
+        code: rohimaya_core::ErrorCode::ConfigUnreadable
+            .as_str()
+            .to_string(),
+        message: format!("cannot change starting at login: {e}"),
+    })
 }

@@ -4,9 +4,11 @@
 
 use rohimaya_core::alerts::desktop_alert;
 use rohimaya_core::events::{Event, EventBus};
-use tauri::{AppHandle, Emitter};
+use tauri::{AppHandle, Emitter, Manager};
 use tauri_plugin_notification::NotificationExt;
 use tokio::sync::broadcast::error::RecvError;
+
+use crate::shell::Shell;
 
 /// The name of the webview event that carries every core event.
 pub const CORE_EVENT: &str = "core-event";
@@ -26,7 +28,11 @@ pub fn spawn(app: AppHandle, bus: &EventBus) {
             if let Err(e) = app.emit(CORE_EVENT, &event) {
                 tracing::debug!("cannot emit an event: {e}");
             }
-            if let Some(alert) = desktop_alert(&event) {
+            if let Some(alert) = desktop_alert(&event)
+                && app
+                    .try_state::<Shell>()
+                    .is_some_and(|s| s.prefs().notifications)
+            {
                 let shown = app
                     .notification()
                     .builder()

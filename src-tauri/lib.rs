@@ -19,7 +19,8 @@ use crate::shell::Shell;
 /// Runs the app until it quits (the tray's Quit, or the last window closed when the
 /// tray is not available). Logging follows `RUST_LOG` (default `info`).
 pub fn run() -> Result<(), tauri::Error> {
-    init_logging();
+    let paths = rohimaya_core::config::Paths::from_env();
+    let _log_guard = init_logging(&paths);
     let builder = tauri::Builder::default();
     // A second launch focuses the first instead of starting another app (registered
     // first, as the plugin asks).
@@ -37,13 +38,10 @@ pub fn run() -> Result<(), tauri::Error> {
         .plugin(tauri_plugin_dialog::init())
         .plugin(tauri_plugin_notification::init())
         .plugin(tauri_plugin_opener::init())
-        .setup(|app| {
+        .setup(move |app| {
             let bus = EventBus::new();
             forward::spawn(app.handle().clone(), &bus);
-            let shell = tauri::async_runtime::block_on(Shell::start(
-                rohimaya_core::config::Paths::from_env(),
-                bus,
-            ));
+            let shell = tauri::async_runtime::block_on(Shell::start(paths.clone(), bus));
             app.manage(shell);
             if let Err(e) = tray::install(app.handle()) {
                 // Some desktops have no tray: closing the window then quits.
@@ -86,6 +84,12 @@ pub fn run() -> Result<(), tauri::Error> {
             commands::pause_all,
             commands::jobs,
             commands::job_action,
+            commands::prefs,
+            commands::set_prefs,
+            commands::about,
+            commands::open_logs,
+            commands::start_at_login,
+            commands::set_start_at_login,
         ])
         .build(tauri::generate_context!())?;
     app.run(|app, event| {
@@ -122,8 +126,48 @@ async fn quit_signal() {
     }
 }
 
-fn init_logging() {
+/// Logs to stderr and to a daily file in the data directory's `logs/` (Settings → About
+/// → Open logs). Level from `RUST_LOG` (default `info`). The returned guard flushes the
+/// file on exit. Nothing secret is ever logged (the core redacts URLs; tokens are never
+/// formatted).
+fn init_logging(
+    paths: &rohimaya_core::config::Paths,
+) -> Option<tracing_appender::non_blocking::WorkerGuard> {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let stderr = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    let (file, guard) = match tracing_appender::rolling::Builder::new()
+        .rotation(tracing_appender::rolling::Rotation::DAILY)
+        .filename_prefix("rohimaya")
+        .filename_suffix("log")
+        .max_log_files(7)
+        .build(paths.logs_dir())
+    {
+        Ok(appender) => {
+            let (writer, guard) = tracing_appender::non_blocking(appender);
+            (
+                Some(
+                    tracing_subscriber::fmt::layer()
+                        .with_ansi(false)
+                        .with_writer(writer),
+                ),
+                Some(guard),
+            )
+        }
+        Err(e) => {
+            eprintln!(
+                "Rohimaya: no log file in {}: {e}",
+                paths.logs_dir().display()
+            );
+            (None, None)
+        }
+    };
     // Ignore the error if a subscriber is already set (e.g. by a test harness).
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).try_init();
+    let _ = tracing_subscriber::registry()
+        .with(filter)
+        .with(stderr)
+        .with(file)
+        .try_init();
+    guard
 }

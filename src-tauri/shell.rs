@@ -49,6 +49,15 @@ impl Shell {
         })
     }
 
+    /// The app's preferences (defaults when there is no client or the file is broken:
+    /// a broken file is reported where it is edited, in Settings).
+    pub fn prefs(&self) -> rohimaya_core::prefs::AppPrefs {
+        self.client
+            .as_ref()
+            .and_then(|c| c.prefs().ok())
+            .unwrap_or_default()
+    }
+
     /// Replaces the pending browser sign-in's token, cancelling the previous one.
     pub fn set_oauth_cancel(&self, token: Option<CancellationToken>) {
         let mut slot = self.oauth.lock().unwrap_or_else(|p| p.into_inner());

@@ -26,6 +26,8 @@ fn generated() -> Vec<(String, String)> {
         crate::status::BackendMode,
         crate::status::BackendStatus,
         crate::client::ErrorView,
+        crate::client::AboutView,
+        crate::prefs::AppPrefs,
         crate::client::SessionView,
         crate::client::SignUpView,
         crate::client::UploadOffer,

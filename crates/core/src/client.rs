@@ -35,6 +35,8 @@ pub enum ClientError {
     Api(#[from] ApiError),
     #[error(transparent)]
     Queue(#[from] QueueError),
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
 }
 
 impl CoreError for ClientError {
@@ -43,6 +45,7 @@ impl CoreError for ClientError {
             ClientError::Auth(e) => e.code(),
             ClientError::Api(e) => e.code(),
             ClientError::Queue(e) => e.code(),
+            ClientError::Config(e) => e.code(),
         }
     }
 }
@@ -114,6 +117,19 @@ pub enum SignUpView {
     ConfirmationSent {
         email: String,
     },
+}
+
+/// Versions and the places where Rohimaya keeps things, for Settings → About.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
+pub struct AboutView {
+    pub version: String,
+    pub profile: String,
+    pub api_url: String,
+    pub config_dir: String,
+    pub data_dir: String,
+    pub library_dir: String,
+    pub logs_dir: String,
 }
 
 /// One file offered for upload and what became of it.
@@ -371,6 +387,28 @@ impl Client {
         }
         self.poke_jobs().await;
         Ok(())
+    }
+
+    /// The app's preferences (`[app]` in settings.toml).
+    pub fn prefs(&self) -> Result<crate::prefs::AppPrefs, ClientError> {
+        Ok(crate::prefs::load(&self.paths)?)
+    }
+
+    pub fn set_prefs(&self, prefs: &crate::prefs::AppPrefs) -> Result<(), ClientError> {
+        Ok(crate::prefs::save(&self.paths, prefs)?)
+    }
+
+    pub fn about(&self) -> AboutView {
+        let show = |p: &std::path::Path| p.display().to_string();
+        AboutView {
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            profile: self.profile.name.clone(),
+            api_url: self.profile.endpoints.api_url.clone(),
+            config_dir: show(&self.paths.config_dir),
+            data_dir: show(&self.paths.data_dir),
+            library_dir: show(&self.paths.library_dir),
+            logs_dir: show(&self.paths.logs_dir()),
+        }
     }
 
     /// Stops the background work (the app is quitting); transfers stay resumable.

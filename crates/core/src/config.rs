@@ -368,6 +368,11 @@ impl Paths {
     pub fn devstack_dir(&self) -> PathBuf {
         self.data_dir.join("devstack")
     }
+
+    /// Where the desktop app writes its log files.
+    pub fn logs_dir(&self) -> PathBuf {
+        self.data_dir.join("logs")
+    }
 }
 
 #[cfg(test)]

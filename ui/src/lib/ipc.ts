@@ -3,6 +3,8 @@
 // calls `invoke` or `listen` directly.
 import { invoke } from '@tauri-apps/api/core';
 import { listen, type UnlistenFn } from '@tauri-apps/api/event';
+import type { AboutView } from '../bindings/AboutView';
+import type { AppPrefs } from '../bindings/AppPrefs';
 import type { BackendStatus } from '../bindings/BackendStatus';
 import type { ErrorView } from '../bindings/ErrorView';
 import type { Event as CoreEvent } from '../bindings/Event';
@@ -65,6 +67,14 @@ export const pauseAll = (paused: boolean): Promise<void> => call('pause_all', { 
 export const jobs = (): Promise<JobView[]> => call('jobs');
 export const jobAction = (id: string, action: JobAction): Promise<void> =>
   call('job_action', { id, action });
+
+export const prefs = (): Promise<AppPrefs> => call('prefs');
+export const setPrefs = (prefs: AppPrefs): Promise<void> => call('set_prefs', { prefs });
+export const about = (): Promise<AboutView> => call('about');
+export const openLogs = (): Promise<void> => call('open_logs');
+export const startAtLogin = (): Promise<boolean> => call('start_at_login');
+export const setStartAtLogin = (enabled: boolean): Promise<void> =>
+  call('set_start_at_login', { enabled });
 
 /** Calls `handler` with every core event until the returned function is called. */
 export function onCoreEvent(handler: (event: CoreEvent) => void): Promise<UnlistenFn> {
