@@ -7,6 +7,7 @@ pub mod auth;
 pub mod config;
 pub mod error;
 pub mod events;
+pub mod library;
 pub mod queue;
 pub mod secrets;
 pub mod status;
