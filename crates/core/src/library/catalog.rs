@@ -434,6 +434,18 @@ impl Catalog {
     /// The playback position of a book already catalogued is kept, and so is its folder
     /// claim; the server state becomes `available` (it was just downloaded).
     pub fn upsert_book(&self, book: &NewBook) -> Result<(), LibraryError> {
+        self.write_book(book, true)
+    }
+
+    /// Like [`Catalog::upsert_book`], but keeps the book's other catalogued files: for a
+    /// download that adds files to a book already in the library (the tracks after the
+    /// whole book, or the other way round). Files in `book` replace the rows of the same
+    /// file (whole book, or track number).
+    pub fn merge_book(&self, book: &NewBook) -> Result<(), LibraryError> {
+        self.write_book(book, false)
+    }
+
+    fn write_book(&self, book: &NewBook, replace: bool) -> Result<(), LibraryError> {
         check_new_book(book)?;
         let now = now_ms();
         self.tx(|tx| {
@@ -461,11 +473,26 @@ impl Catalog {
                 ],
             )
             .map_err(|e| self.db_err(e))?;
-            tx.execute(
-                "DELETE FROM library_files WHERE job_id = ?1",
-                [&book.job_id],
-            )
-            .map_err(|e| self.db_err(e))?;
+            if replace {
+                tx.execute(
+                    "DELETE FROM library_files WHERE job_id = ?1",
+                    [&book.job_id],
+                )
+                .map_err(|e| self.db_err(e))?;
+            } else {
+                let which = book
+                    .book_file
+                    .iter()
+                    .map(|_| FileRef::Book)
+                    .chain(book.tracks.iter().map(|t| FileRef::Track(t.number)));
+                for w in which {
+                    tx.execute(
+                        "DELETE FROM library_files WHERE job_id = ?1 AND track_index = ?2",
+                        params![book.job_id, w.index()],
+                    )
+                    .map_err(|e| self.db_err(e))?;
+                }
+            }
             if let Some(f) = &book.book_file {
                 insert_file(tx, &book.job_id, FileRef::Book, None, None, None, f, now)
                     .map_err(|e| self.file_conflict(e, &book.job_id, f))?;
@@ -1029,6 +1056,21 @@ pub(crate) mod tests {
         cat.update_file("job-a", FileRef::Book, &f).unwrap();
         assert_eq!(cat.file("job-a", FileRef::Book).unwrap().unwrap().size, 101);
         assert!(cat.update_file("job-a", FileRef::Track(7), &f).is_err());
+
+        // Merging adds files and keeps the others; upserting replaces them all.
+        let mut only_book = a.clone();
+        only_book.tracks.clear();
+        cat.merge_book(&only_book).unwrap();
+        assert_eq!(cat.show("job-a").unwrap().files().len(), 3);
+        let mut one_track = a.clone();
+        one_track.book_file = None;
+        one_track.tracks.truncate(1);
+        one_track.tracks[0].file.size = 11;
+        cat.merge_book(&one_track).unwrap();
+        let merged = cat.show("job-a").unwrap();
+        assert_eq!((merged.files().len(), merged.tracks[0].file.size), (3, 11));
+        cat.upsert_book(&only_book).unwrap();
+        assert_eq!(cat.show("job-a").unwrap().files().len(), 1);
 
         assert!(cat.remove_rows("job-a").unwrap());
         assert!(!cat.remove_rows("job-a").unwrap());
