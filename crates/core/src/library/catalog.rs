@@ -1082,6 +1082,28 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn shares_state_db_with_the_queue_in_either_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("state.db");
+        let queue = crate::queue::QueueStore::open(&db).unwrap();
+        let cat = Catalog::open(&db).unwrap();
+        cat.upsert_book(&sample("j", "T", "A")).unwrap();
+        let mut s = queue.settings().unwrap();
+        s.paused = true;
+        queue.save_settings(&s).unwrap();
+        drop((queue, cat));
+        let cat = Catalog::open(&db).unwrap();
+        let queue = crate::queue::QueueStore::open(&db).unwrap();
+        assert!(queue.settings().unwrap().paused);
+        assert_eq!(cat.list().unwrap().len(), 1);
+        let version: i64 = rusqlite::Connection::open(&db)
+            .unwrap()
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(version, 0, "the shared user_version is left alone");
+    }
+
+    #[test]
     fn bad_records_are_refused_whole() {
         let dir = tempfile::tempdir().unwrap();
         let cat = Catalog::open(&dir.path().join("state.db")).unwrap();

@@ -110,12 +110,18 @@ pub struct VerifyReport {
     pub repair: Vec<RepairItem>,
     /// Broken files of books the server no longer has ("only on this computer").
     pub unrepairable: Vec<RepairItem>,
+    /// Folders under the root that could not be read (permissions): not checked for
+    /// stray files.
+    pub unreadable_dirs: Vec<String>,
 }
 
 impl VerifyReport {
     /// True when every catalogued file is as recorded and nothing stray is around.
     pub fn is_clean(&self) -> bool {
-        self.issues.is_empty() && self.stray.is_empty() && self.leftovers.is_empty()
+        self.issues.is_empty()
+            && self.stray.is_empty()
+            && self.leftovers.is_empty()
+            && self.unreadable_dirs.is_empty()
     }
 }
 
@@ -259,6 +265,18 @@ pub fn md5_of(path: &Path) -> std::io::Result<(String, u64)> {
     Ok((hex::encode(hasher.finalize()), total))
 }
 
+/// `path` relative to `root`, `/`-separated (lossy for names that are not UTF-8).
+fn rel_of(root: &Path, path: &Path) -> String {
+    path.strip_prefix(root)
+        .map(|r| {
+            r.components()
+                .map(|c| c.as_os_str().to_string_lossy().into_owned())
+                .collect::<Vec<_>>()
+                .join("/")
+        })
+        .unwrap_or_else(|_| path.to_string_lossy().into_owned())
+}
+
 /// Walks the tree without following symlinks, collecting what the catalog does not list.
 fn walk(
     root: &Path,
@@ -276,21 +294,16 @@ fn walk(
             continue;
         };
         if kind.is_dir() {
-            walk(root, &path, known, report)?;
+            if let Err(e) = walk(root, &path, known, report) {
+                tracing::debug!("verify: {e}");
+                report.unreadable_dirs.push(rel_of(root, &path));
+            }
             continue;
         }
         if is_os_litter(&name) {
             continue;
         }
-        let rel = path
-            .strip_prefix(root)
-            .map(|r| {
-                r.components()
-                    .map(|c| c.as_os_str().to_string_lossy().into_owned())
-                    .collect::<Vec<_>>()
-                    .join("/")
-            })
-            .unwrap_or_else(|_| path.to_string_lossy().into_owned());
+        let rel = rel_of(root, &path);
         if known.contains(&layout::fold_key(&rel)) {
             continue;
         }
