@@ -75,6 +75,16 @@ pub enum ErrorCode {
     DuplicateUpload,
     /// Another process (another `rohimaya`, the app) is uploading this queue item.
     QueueItemBusy,
+    /// The library catalog (`state.db`) or the library folder cannot be used.
+    LibraryUnavailable,
+    /// No book with this id is in the offline library.
+    BookNotInLibrary,
+    /// A path would lead outside the library folder (a hostile name, a symlink): refused.
+    PathOutsideLibrary,
+    /// A file in the library cannot be read, written or deleted.
+    LibraryFileError,
+    /// The local playback server could not start.
+    MediaServerFailed,
 }
 
 impl ErrorCode {
@@ -116,6 +126,11 @@ impl ErrorCode {
             ErrorCode::QueueItemUnknown => "queue_item_unknown",
             ErrorCode::DuplicateUpload => "duplicate_upload",
             ErrorCode::QueueItemBusy => "queue_item_busy",
+            ErrorCode::LibraryUnavailable => "library_unavailable",
+            ErrorCode::BookNotInLibrary => "book_not_in_library",
+            ErrorCode::PathOutsideLibrary => "path_outside_library",
+            ErrorCode::LibraryFileError => "library_file_error",
+            ErrorCode::MediaServerFailed => "media_server_failed",
         }
     }
 }

@@ -12,6 +12,7 @@ pub mod config;
 pub mod error;
 pub mod events;
 pub mod jobs;
+pub mod library;
 pub mod prefs;
 pub mod queue;
 pub mod secrets;
