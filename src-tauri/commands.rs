@@ -6,9 +6,11 @@ use std::path::PathBuf;
 
 use rohimaya_core::api::uploads::JobOptions;
 use rohimaya_core::client::{
-    AboutView, ErrorView, JobAction, SessionView, SignUpView, TransferAction, UploadOffer,
+    AboutView, ErrorView, JobAction, PlaybackView, SessionView, SignUpView, TransferAction,
+    UploadOffer,
 };
 use rohimaya_core::jobs::JobView;
+use rohimaya_core::library::{Book, LibraryStats, RemoveReport};
 use rohimaya_core::prefs::AppPrefs;
 use rohimaya_core::queue::{CancellationToken, QueueItem};
 use rohimaya_core::status::BackendStatus;
@@ -191,4 +193,49 @@ pub fn set_start_at_login(app: AppHandle, enabled: bool) -> Answer<()> {
             .to_string(),
         message: format!("cannot change starting at login: {e}"),
     })
+}
+
+/// The downloaded books (all, or matching `query`). Works signed out and offline.
+#[tauri::command]
+pub async fn books(shell: State<'_, Shell>, query: Option<String>) -> Answer<Vec<Book>> {
+    view(shell.client()?.books(query.as_deref()))
+}
+
+#[tauri::command]
+pub async fn library_stats(shell: State<'_, Shell>) -> Answer<LibraryStats> {
+    view(shell.client()?.library_stats())
+}
+
+/// Deletes a downloaded book's files (the UI asks first).
+#[tauri::command]
+pub async fn remove_book(shell: State<'_, Shell>, job_id: String) -> Answer<RemoveReport> {
+    view(shell.client()?.remove_book(&job_id))
+}
+
+/// Shows the book's folder in the file manager.
+#[tauri::command]
+pub async fn show_book_folder(shell: State<'_, Shell>, job_id: String) -> Answer<()> {
+    let dir = view(shell.client()?.book_folder(&job_id))?;
+    tauri_plugin_opener::reveal_item_in_dir(&dir).map_err(|e| ErrorView {
+        code: rohimaya_core::ErrorCode::LibraryFileError
+            .as_str()
+            .to_string(),
+        message: format!("cannot show {}: {e}", dir.display()),
+    })
+}
+
+/// The player's URLs (loopback, per-run token) and the saved position.
+#[tauri::command]
+pub async fn playback(shell: State<'_, Shell>, job_id: String) -> Answer<PlaybackView> {
+    view(shell.client()?.playback(&job_id).await)
+}
+
+#[tauri::command]
+pub async fn set_position(
+    shell: State<'_, Shell>,
+    job_id: String,
+    track: Option<u32>,
+    seconds: f64,
+) -> Answer<()> {
+    view(shell.client()?.set_position(&job_id, track, seconds))
 }

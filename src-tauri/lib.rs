@@ -90,6 +90,12 @@ pub fn run() -> Result<(), tauri::Error> {
             commands::open_logs,
             commands::start_at_login,
             commands::set_start_at_login,
+            commands::books,
+            commands::library_stats,
+            commands::remove_book,
+            commands::show_book_folder,
+            commands::playback,
+            commands::set_position,
         ])
         .build(tauri::generate_context!())?;
     app.run(|app, event| {

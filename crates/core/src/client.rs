@@ -24,6 +24,9 @@ use crate::config::{Paths, Profile};
 use crate::error::{CoreError, ErrorCode};
 use crate::events::{Event, EventBus};
 use crate::jobs::{JobFeed, JobView};
+use crate::library::{
+    Book, FileRef, Library, LibraryError, LibraryStats, MediaServer, Position, RemoveReport,
+};
 use crate::queue::{QueueError, QueueItem, QueueRunner};
 
 /// Why a client call failed.
@@ -37,6 +40,8 @@ pub enum ClientError {
     Queue(#[from] QueueError),
     #[error(transparent)]
     Config(#[from] crate::config::ConfigError),
+    #[error(transparent)]
+    Library(#[from] LibraryError),
 }
 
 impl CoreError for ClientError {
@@ -46,6 +51,7 @@ impl CoreError for ClientError {
             ClientError::Api(e) => e.code(),
             ClientError::Queue(e) => e.code(),
             ClientError::Config(e) => e.code(),
+            ClientError::Library(e) => e.code(),
         }
     }
 }
@@ -132,6 +138,26 @@ pub struct AboutView {
     pub logs_dir: String,
 }
 
+/// What the player needs for one book: loopback URLs (with the per-run token) for the
+/// whole-book file and each chapter, and where the listener left off.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
+pub struct PlaybackView {
+    pub job_id: String,
+    pub book_url: Option<String>,
+    pub chapters: Vec<ChapterView>,
+    pub position: Option<Position>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
+pub struct ChapterView {
+    pub number: u32,
+    pub title: String,
+    pub duration_seconds: Option<f64>,
+    pub url: String,
+}
+
 /// One file offered for upload and what became of it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[cfg_attr(test, derive(ts_rs::TS))]
@@ -190,6 +216,10 @@ pub struct Client {
     api: ApiClient,
     bus: EventBus,
     scope: Mutex<Option<Arc<AccountScope>>>,
+    /// The offline library: usable signed out and offline.
+    library: Result<Arc<Library>, LibraryError>,
+    /// Started on first use.
+    media: tokio::sync::OnceCell<MediaServer>,
 }
 
 impl Client {
@@ -197,6 +227,14 @@ impl Client {
     pub fn new(paths: Paths, profile: Profile, bus: EventBus) -> Self {
         let session = SessionManager::for_profile(&profile, &paths);
         let api = ApiClient::new(&profile.endpoints).with_session(session.clone());
+        let library =
+            Library::open(&paths.library_dir, &paths.data_dir.join("state.db")).map(Arc::new);
+        if let Err(e) = &library {
+            tracing::error!(
+                code = e.code().as_str(),
+                "the library cannot be opened: {e}"
+            );
+        }
         Self {
             paths,
             profile,
@@ -204,6 +242,8 @@ impl Client {
             api,
             bus,
             scope: Mutex::new(None),
+            library,
+            media: tokio::sync::OnceCell::new(),
         }
     }
 
@@ -409,6 +449,80 @@ impl Client {
             library_dir: show(&self.paths.library_dir),
             logs_dir: show(&self.paths.logs_dir()),
         }
+    }
+
+    /// The offline library (works signed out and offline).
+    pub fn library(&self) -> Result<Arc<Library>, ClientError> {
+        self.library.clone().map_err(ClientError::from)
+    }
+
+    /// The downloaded books, all or those whose title or author matches `query`.
+    pub fn books(&self, query: Option<&str>) -> Result<Vec<Book>, ClientError> {
+        let library = self.library()?;
+        Ok(match query.map(str::trim).filter(|q| !q.is_empty()) {
+            Some(q) => library.catalog().search(q)?,
+            None => library.catalog().list()?,
+        })
+    }
+
+    pub fn library_stats(&self) -> Result<LibraryStats, ClientError> {
+        Ok(self.library()?.catalog().stats()?)
+    }
+
+    /// Deletes a downloaded book's files and catalog rows (never the server's copy).
+    pub fn remove_book(&self, job_id: &str) -> Result<RemoveReport, ClientError> {
+        Ok(self.library()?.remove(job_id)?)
+    }
+
+    /// The folder of a downloaded book (for "Show in folder").
+    pub fn book_folder(&self, job_id: &str) -> Result<PathBuf, ClientError> {
+        let library = self.library()?;
+        let book = library.catalog().show(job_id)?;
+        Ok(library.root().join(&book.book_dir))
+    }
+
+    /// What the player needs for `job_id`, starting the playback server on first use.
+    pub async fn playback(&self, job_id: &str) -> Result<PlaybackView, ClientError> {
+        let library = self.library()?;
+        let book = library.catalog().show(job_id)?;
+        let media = self
+            .media
+            .get_or_try_init(|| MediaServer::start(&library))
+            .await?;
+        let chapters = book
+            .tracks
+            .iter()
+            .filter_map(|t| {
+                Some(ChapterView {
+                    number: t.number,
+                    title: t.title.clone(),
+                    duration_seconds: t.duration_seconds,
+                    url: media.url_for(job_id, FileRef::Track(t.number))?,
+                })
+            })
+            .collect();
+        Ok(PlaybackView {
+            job_id: book.job_id.clone(),
+            book_url: book
+                .book_file
+                .as_ref()
+                .and_then(|_| media.url_for(job_id, FileRef::Book)),
+            chapters,
+            position: book.position,
+        })
+    }
+
+    /// Remembers where the listener is in `job_id` (`track` None: the whole-book file).
+    pub fn set_position(
+        &self,
+        job_id: &str,
+        track: Option<u32>,
+        seconds: f64,
+    ) -> Result<(), ClientError> {
+        self.library()?
+            .catalog()
+            .set_position(job_id, track, seconds)?;
+        Ok(())
     }
 
     /// Stops the background work (the app is quitting); transfers stay resumable.

@@ -6,6 +6,10 @@ import { listen, type UnlistenFn } from '@tauri-apps/api/event';
 import type { AboutView } from '../bindings/AboutView';
 import type { AppPrefs } from '../bindings/AppPrefs';
 import type { BackendStatus } from '../bindings/BackendStatus';
+import type { Book } from '../bindings/Book';
+import type { LibraryStats } from '../bindings/LibraryStats';
+import type { PlaybackView } from '../bindings/PlaybackView';
+import type { RemoveReport } from '../bindings/RemoveReport';
 import type { ErrorView } from '../bindings/ErrorView';
 import type { Event as CoreEvent } from '../bindings/Event';
 import type { JobAction } from '../bindings/JobAction';
@@ -75,6 +79,14 @@ export const openLogs = (): Promise<void> => call('open_logs');
 export const startAtLogin = (): Promise<boolean> => call('start_at_login');
 export const setStartAtLogin = (enabled: boolean): Promise<void> =>
   call('set_start_at_login', { enabled });
+
+export const books = (query: string | null = null): Promise<Book[]> => call('books', { query });
+export const libraryStats = (): Promise<LibraryStats> => call('library_stats');
+export const removeBook = (jobId: string): Promise<RemoveReport> => call('remove_book', { jobId });
+export const showBookFolder = (jobId: string): Promise<void> => call('show_book_folder', { jobId });
+export const playback = (jobId: string): Promise<PlaybackView> => call('playback', { jobId });
+export const setPosition = (jobId: string, track: number | null, seconds: number): Promise<void> =>
+  call('set_position', { jobId, track, seconds });
 
 /** Calls `handler` with every core event until the returned function is called. */
 export function onCoreEvent(handler: (event: CoreEvent) => void): Promise<UnlistenFn> {

@@ -78,6 +78,7 @@ CREATE INDEX IF NOT EXISTS library_dirs_by_job ON library_dirs (job_id);
 /// Whether the server still has a book.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(test, derive(ts_rs::TS))]
 pub enum ServerState {
     /// The job is listed and its audio can be downloaded again.
     Available,
@@ -107,6 +108,7 @@ impl ServerState {
 /// playback URLs as `book` or `tracks/{n}`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "snake_case", tag = "kind", content = "number")]
+#[cfg_attr(test, derive(ts_rs::TS))]
 pub enum FileRef {
     Book,
     Track(u32),
@@ -140,6 +142,7 @@ impl std::fmt::Display for FileRef {
 
 /// One downloaded file as it was verified when it landed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 pub struct FileRecord {
     /// Relative to the library root, `/`-separated.
     pub rel_path: String,
@@ -164,6 +167,7 @@ impl FileRecord {
 
 /// A chapter track of a book.
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 pub struct TrackRecord {
     /// 1-based play order; unique within the book.
     pub number: u32,
@@ -196,6 +200,7 @@ pub struct NewBook {
 
 /// A playback position: which file and how far into it.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 pub struct Position {
     /// `None`: the whole-book file; `Some(n)`: track `n`.
     pub track: Option<u32>,
@@ -206,6 +211,7 @@ pub struct Position {
 
 /// A book in the library, with its files.
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 pub struct Book {
     pub job_id: String,
     pub account: Option<String>,
@@ -252,6 +258,7 @@ impl Book {
 
 /// What the library holds, for `rohimaya library` and the app's storage view.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Default)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 pub struct LibraryStats {
     pub books: u64,
     pub files: u64,

@@ -17,6 +17,7 @@ use super::{LibraryError, file_err, layout};
 
 /// What [`remove_book`] did.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 pub struct RemoveReport {
     pub job_id: String,
     pub title: String,
