@@ -5,6 +5,7 @@
 mod account;
 mod devstack;
 mod jobs;
+mod library;
 mod output;
 mod progress;
 mod queue;
@@ -45,6 +46,8 @@ enum Command {
     Upload(upload::UploadArgs),
     /// Show and control the upload queue.
     Queue(queue::QueueArgs),
+    /// The offline library of downloaded audiobooks (works without network or sign-in).
+    Library(library::LibraryArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -100,6 +103,10 @@ fn main() -> std::process::ExitCode {
             Command::Queue(args) => {
                 let json = args.json();
                 output::finish(queue::run(profile, args).await, json)
+            }
+            Command::Library(args) => {
+                let json = args.json();
+                output::finish(library::run(args), json)
             }
         }
     })

@@ -227,8 +227,7 @@ impl Client {
     pub fn new(paths: Paths, profile: Profile, bus: EventBus) -> Self {
         let session = SessionManager::for_profile(&profile, &paths);
         let api = ApiClient::new(&profile.endpoints).with_session(session.clone());
-        let library =
-            Library::open(&paths.library_dir, &paths.data_dir.join("state.db")).map(Arc::new);
+        let library = Library::for_paths(&paths).map(Arc::new);
         if let Err(e) = &library {
             tracing::error!(
                 code = e.code().as_str(),

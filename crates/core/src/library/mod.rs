@@ -223,6 +223,12 @@ impl Library {
         Self::with_catalog(root, catalog)
     }
 
+    /// The library of `paths`: root `paths.library_dir`, catalog in the data dir's
+    /// `state.db`.
+    pub fn for_paths(paths: &crate::config::Paths) -> Result<Self, LibraryError> {
+        Self::open(&paths.library_dir, &paths.data_dir.join("state.db"))
+    }
+
     pub fn with_catalog(root: &Path, catalog: Catalog) -> Result<Self, LibraryError> {
         let root = std::path::absolute(root).map_err(|e| file_err("use", root, &e))?;
         Ok(Self { root, catalog })

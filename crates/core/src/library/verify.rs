@@ -51,7 +51,7 @@ pub enum IssueKind {
 }
 
 impl IssueKind {
-    fn describe(&self) -> String {
+    pub fn describe(&self) -> String {
         match self {
             IssueKind::Missing => "missing".into(),
             IssueKind::SizeChanged { expected, actual } => {
