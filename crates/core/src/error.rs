@@ -75,6 +75,18 @@ pub enum ErrorCode {
     DuplicateUpload,
     /// Another process (another `rohimaya`, the app) is uploading this queue item.
     QueueItemBusy,
+    /// The server no longer has the job, track or audio (deleted, expired by the
+    /// storage's lifecycle rules): a local copy is the only one.
+    ServerCopyGone,
+    /// A download destination outside the library folder (`..`, an absolute path
+    /// elsewhere, a link leading out): refused, nothing written.
+    DestinationOutsideLibrary,
+    /// Not enough free disk space for a download (the message says how much and where).
+    NotEnoughSpace,
+    /// A different file already has the download's name; it is never overwritten.
+    DestinationExists,
+    /// The download could not be written to disk (permissions, I/O error, disk full).
+    DiskWriteFailed,
 }
 
 impl ErrorCode {
@@ -116,6 +128,11 @@ impl ErrorCode {
             ErrorCode::QueueItemUnknown => "queue_item_unknown",
             ErrorCode::DuplicateUpload => "duplicate_upload",
             ErrorCode::QueueItemBusy => "queue_item_busy",
+            ErrorCode::ServerCopyGone => "server_copy_gone",
+            ErrorCode::DestinationOutsideLibrary => "destination_outside_library",
+            ErrorCode::NotEnoughSpace => "not_enough_space",
+            ErrorCode::DestinationExists => "destination_exists",
+            ErrorCode::DiskWriteFailed => "disk_write_failed",
         }
     }
 }
