@@ -789,6 +789,25 @@ async fn destinations_outside_the_library_are_refused_before_any_traffic() {
     }
     assert!(!bed.dir.path().join("escape.wav").exists());
     assert!(!elsewhere.exists());
+
+    // A name already taken is never overwritten.
+    let taken = root.join("Taken/book.wav");
+    std::fs::create_dir_all(root.join("Taken")).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(&taken, b"mine").unwrap_or_else(|e| panic!("{e}"));
+    let err = download(Request {
+        session: &session,
+        source: book(&job),
+        dest: &taken,
+        root: &root,
+        expected: None,
+        resume: None,
+        journal: &MemoryDownloadJournal::default(),
+        cancel: CancellationToken::new(),
+    })
+    .await
+    .expect_err("taken");
+    assert_eq!(err.code(), ErrorCode::DestinationExists, "{err}");
+    assert_eq!(read(&taken), b"mine");
     assert!(bed.proxy.requests().is_empty(), "nothing was fetched");
 }
 

@@ -384,6 +384,12 @@ impl DownloadSession {
                 reason: e.to_string(),
             },
         })?;
+        // Taken already: refused before any traffic (checked again at the end). With
+        // saved progress, a crash may have come between putting the file in place and
+        // forgetting the `.part`: the end of the download sorts that out.
+        if job.resume.is_none() && std::fs::symlink_metadata(&dest.path).is_ok() {
+            return Err(DownloadError::DestinationExists { path: dest.path });
+        }
         let run = Run {
             session: self,
             job: &job,
