@@ -298,6 +298,11 @@ impl View {
             }
             TransferNotice::BusyElsewhere { message } => message,
             TransferNotice::PartStored { .. } => return,
+            TransferNotice::DownloadRestarted { reason } => format!("starting over: {reason}"),
+            TransferNotice::DownloadResumed {
+                bytes_done,
+                bytes_total,
+            } => format!("resuming: {bytes_done} of {bytes_total} bytes already here"),
         };
         self.say(&format!("{label} {line}"));
     }

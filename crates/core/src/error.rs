@@ -85,6 +85,18 @@ pub enum ErrorCode {
     LibraryFileError,
     /// The local playback server could not start.
     MediaServerFailed,
+    /// The server no longer has the job, track or audio (deleted, expired by the
+    /// storage's lifecycle rules): a local copy is the only one.
+    ServerCopyGone,
+    /// A download destination outside the library folder (`..`, an absolute path
+    /// elsewhere, a link leading out): refused, nothing written.
+    DestinationOutsideLibrary,
+    /// Not enough free disk space for a download (the message says how much and where).
+    NotEnoughSpace,
+    /// A different file already has the download's name; it is never overwritten.
+    DestinationExists,
+    /// The download could not be written to disk (permissions, I/O error, disk full).
+    DiskWriteFailed,
 }
 
 impl ErrorCode {
@@ -131,6 +143,11 @@ impl ErrorCode {
             ErrorCode::PathOutsideLibrary => "path_outside_library",
             ErrorCode::LibraryFileError => "library_file_error",
             ErrorCode::MediaServerFailed => "media_server_failed",
+            ErrorCode::ServerCopyGone => "server_copy_gone",
+            ErrorCode::DestinationOutsideLibrary => "destination_outside_library",
+            ErrorCode::NotEnoughSpace => "not_enough_space",
+            ErrorCode::DestinationExists => "destination_exists",
+            ErrorCode::DiskWriteFailed => "disk_write_failed",
         }
     }
 }

@@ -34,6 +34,10 @@ pub enum TransferState {
     Failed,
     Cancelled,
     Completed,
+    /// Receiving the file (downloads).
+    Downloading,
+    /// Checking the received file's size and checksum before it is put in place.
+    Verifying,
 }
 
 impl TransferState {
@@ -49,6 +53,8 @@ impl TransferState {
             TransferState::Failed => "failed",
             TransferState::Cancelled => "cancelled",
             TransferState::Completed => "completed",
+            TransferState::Downloading => "downloading",
+            TransferState::Verifying => "verifying",
         }
     }
 }
@@ -90,6 +96,12 @@ pub enum TransferNotice {
     /// Another process (another `rohimaya` or the app) is uploading this file; this one
     /// leaves it alone.
     BusyElsewhere { message: String },
+    /// A download starts over from byte 0: the object changed on the server since its
+    /// first bytes were received (so two versions are never spliced), or the partial
+    /// file could not be used.
+    DownloadRestarted { reason: String },
+    /// A download continues from its `.part` file: these bytes are not fetched again.
+    DownloadResumed { bytes_done: u64, bytes_total: u64 },
 }
 
 /// Every event the core publishes.

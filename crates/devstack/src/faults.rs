@@ -40,6 +40,9 @@ pub enum Fault {
     TruncateResponse(usize),
     /// Forward, replacing the response's `ETag` header value with this (quoted) value.
     RewriteEtag(String),
+    /// Forward, send only the first N bytes of the response (head included), then hold
+    /// the connection open and silent: a stall in the middle of a body.
+    StallResponseAfter(usize),
 }
 
 impl Fault {
@@ -580,7 +583,7 @@ async fn serve(client: TcpStream, shared: &Shared) {
             .unwrap_or(0);
         let no_body =
             method == "HEAD" || status == 204 || status == 304 || (100..200).contains(&status);
-        if let Some(Fault::TruncateResponse(n)) = fault {
+        if let Some(Fault::TruncateResponse(n) | Fault::StallResponseAfter(n)) = fault {
             let head_part = &resp_head[..n.min(resp_head.len())];
             let _ = client.stream.write_all(head_part).await;
             shared
@@ -596,6 +599,11 @@ async fn serve(client: TcpStream, shared: &Shared) {
                         None,
                     )
                     .await;
+            }
+            if matches!(fault, Some(Fault::StallResponseAfter(_))) {
+                let _ = client.stream.flush().await;
+                tokio::time::sleep(Duration::from_secs(600)).await;
+                return;
             }
             reset(&client.stream).await;
             return;

@@ -3,4 +3,4 @@
 /**
  * Something the user should be told about a transfer.
  */
-export type TransferNotice = { "kind": "restarted_file_changed", reason: string, } | { "kind": "restarted_upload_gone" } | { "kind": "fallback_form_upload" } | { "kind": "resumed", parts_done: number, parts_total: number, } | { "kind": "part_stored", part_number: number, } | { "kind": "duplicate", job_id: string | null, } | { "kind": "waiting_for_network", reason: string, retry_in_ms: number, } | { "kind": "busy_elsewhere", message: string, };
+export type TransferNotice = { "kind": "restarted_file_changed", reason: string, } | { "kind": "restarted_upload_gone" } | { "kind": "fallback_form_upload" } | { "kind": "resumed", parts_done: number, parts_total: number, } | { "kind": "part_stored", part_number: number, } | { "kind": "duplicate", job_id: string | null, } | { "kind": "waiting_for_network", reason: string, retry_in_ms: number, } | { "kind": "busy_elsewhere", message: string, } | { "kind": "download_restarted", reason: string, } | { "kind": "download_resumed", bytes_done: number, bytes_total: number, };

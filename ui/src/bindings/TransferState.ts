@@ -3,4 +3,4 @@
 /**
  * Where a transfer stands.
  */
-export type TransferState = "queued" | "hashing" | "uploading" | "waiting" | "offline" | "creating_job" | "paused" | "failed" | "cancelled" | "completed";
+export type TransferState = "queued" | "hashing" | "uploading" | "waiting" | "offline" | "creating_job" | "paused" | "failed" | "cancelled" | "completed" | "downloading" | "verifying";

@@ -5,6 +5,7 @@
 //! errors and the "401 -> refresh -> retry once" rule; it never reads tokens from storage
 //! itself (it asks the [`SessionManager`] it was given) and never logs one.
 
+pub mod downloads;
 pub mod uploads;
 
 use std::time::Duration;
@@ -203,6 +204,42 @@ impl ApiClient {
         Ok(())
     }
 
+    /// The download routes, authenticated with this client's session (not signed in:
+    /// every call fails with `not_signed_in`).
+    pub fn downloads(&self) -> downloads::DownloadsApi {
+        let tokens: std::sync::Arc<dyn uploads::AccessTokens> = match &self.session {
+            Some(s) => std::sync::Arc::new(uploads::SessionTokens(s.clone())),
+            None => std::sync::Arc::new(NoSession),
+        };
+        downloads::DownloadsApi::from_parts(self.http.clone(), self.base.clone(), tokens)
+    }
+
+    /// `GET /jobs/{id}/download`: a fresh presigned URL for the whole book. A 404 (job,
+    /// audio gone) is [`downloads::DownloadApiError::Gone`].
+    pub async fn book_download(
+        &self,
+        job_id: &str,
+    ) -> Result<downloads::DownloadLink, downloads::DownloadApiError> {
+        self.downloads().book_download(job_id).await
+    }
+
+    /// `GET /jobs/{id}/tracks`: the job's chapter tracks.
+    pub async fn tracks(
+        &self,
+        job_id: &str,
+    ) -> Result<Vec<downloads::Track>, downloads::DownloadApiError> {
+        self.downloads().tracks(job_id).await
+    }
+
+    /// `GET /jobs/{id}/tracks/{tid}/download`: a fresh presigned URL for one track.
+    pub async fn track_download(
+        &self,
+        job_id: &str,
+        track_id: &str,
+    ) -> Result<downloads::TrackLink, downloads::DownloadApiError> {
+        self.downloads().track_download(job_id, track_id).await
+    }
+
     /// Sends an authenticated request; on 401 refreshes the session and retries once.
     /// Answers other than 2xx become typed errors.
     async fn send_authed(
@@ -273,6 +310,25 @@ impl ApiClient {
             .map_err(|e| ApiError::Unexpected {
                 detail: without_url(&e),
             })
+    }
+}
+
+/// The token source of a client without a session.
+struct NoSession;
+
+impl uploads::AccessTokens for NoSession {
+    fn access_token(&self) -> uploads::TokenFuture<'_> {
+        Box::pin(async { Err(not_signed_in()) })
+    }
+    fn refresh_after_unauthorized<'a>(&'a self, _: &'a str) -> uploads::TokenFuture<'a> {
+        Box::pin(async { Err(not_signed_in()) })
+    }
+}
+
+fn not_signed_in() -> uploads::TokenError {
+    uploads::TokenError {
+        code: ErrorCode::NotSignedIn,
+        message: "not signed in: run `rohimaya login` (or sign in in the app) first".into(),
     }
 }
 

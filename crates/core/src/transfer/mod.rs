@@ -13,6 +13,16 @@
 //! - [`limiter`], [`progress`], [`retry`]: the shared bandwidth limit, rclone-like
 //!   accounting published on the event bus, and the backoff policy.
 //!
+//! The download side:
+//! - [`download`]: [`DownloadSession`], which brings one book or track file into the
+//!   library: parallel ranged GETs into a `.part`, `If-Match` on the ETag seen first,
+//!   fresh URLs on expiry, resume from a [`DownloadCheckpoint`], size + MD5 verified
+//!   before an atomic, never-overwriting rename;
+//! - [`range_get`]: one ranged GET, classified and streamed to its offsets;
+//! - [`part_file`]: the `.part` (positioned writes, read-back, put in place);
+//! - [`destination`]: nothing lands outside the library root; [`disk_space`]: free space
+//!   checked before anything is written.
+//!
 //! The durable state (what was sent, for resume after a crash) lives in
 //! [`crate::queue`]; this module reports it through [`upload::UploadJournal`]. It never
 //! logs a presigned URL's signature and never reads a whole file into memory.
@@ -24,9 +34,20 @@ pub mod progress;
 pub mod retry;
 pub mod store_put;
 pub mod upload;
+// The download side (issue 5): see `download` for the engine.
+pub mod destination;
+pub mod disk_space;
+pub mod download;
+pub mod part_file;
+pub mod range_get;
 
 use std::path::PathBuf;
 
+pub use download::{
+    DownloadCheckpoint, DownloadError, DownloadJob, DownloadJournal, DownloadSession,
+    DownloadSettings, DownloadSource, DownloadStats, Downloaded, MemoryDownloadJournal,
+    NoDownloadJournal,
+};
 pub use limiter::BandwidthLimiter;
 pub use manuscript::{Manuscript, ManuscriptError, inspect};
 pub use plan::{FileDigest, PartPlan, PlanSettings};

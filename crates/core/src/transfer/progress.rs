@@ -81,6 +81,14 @@ impl ProgressMeter {
         }
     }
 
+    /// Sets the total once it is known (downloads learn it from the store's answer).
+    pub fn set_total(&self, total: u64) {
+        self.with(|s| {
+            s.total = total;
+            s.done = s.done.min(total);
+        });
+    }
+
     pub fn set_state(&self, state: TransferState) {
         let event = self.with(|s| {
             s.state = state;

@@ -18,6 +18,8 @@
 //! - Listings carry ETags and honour `encoding-type=url` (s3s-fs: neither).
 //! - GetObject honours the `response-content-disposition` (and other `response-*`)
 //!   overrides of a presigned GET.
+//! - GetObject honours `If-Match` (412 `PreconditionFailed` when the object's ETag is
+//!   another; s3s-fs ignores it), so a resumed ranged download never splices two versions.
 
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
@@ -408,7 +410,18 @@ impl S3 for R2Fs {
             i.response_content_type.clone(),
             i.response_expires.clone(),
         );
+        let if_match = i.if_match.clone();
         let mut res = self.inner.get_object(req).await?;
+        // R2 and S3 compare strongly against the stored ETag; `*` matches any object.
+        if let Some(ETagCondition::ETag(wanted)) = &if_match {
+            let current = res.output.e_tag.as_ref().map(ETag::value);
+            if current != Some(wanted.value()) {
+                return Err(s3_error!(
+                    PreconditionFailed,
+                    "At least one of the pre-conditions you specified did not hold"
+                ));
+            }
+        }
         let o = &mut res.output;
         let (cache, disposition, encoding, language, content_type, expires) = overrides;
         o.cache_control = cache.or(o.cache_control.take());
