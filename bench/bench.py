@@ -18,10 +18,15 @@ What it does, in one run, against one devstack:
 3. for each size, N rounds; each round runs every tool once, in a fixed order
    (interleaved: A B C, A B C, ...), each under `/usr/bin/time -v`:
      - rohimaya:   `rohimaya upload FILE --force` at its defaults (single PUT below
-                   64 MiB, else 16 MiB parts x 4 in flight), the whole command timed
-                   (session refresh, hashing pass, upload, verification, POST /jobs);
+                   64 MiB, else 16 MiB parts x 4 in flight; in the single-PUT rounds
+                   with `--multipart-threshold SIZE+1`, so every size goes in one PUT),
+                   the whole command timed (session refresh, hashing, upload,
+                   verification, POST /jobs);
      - curl:       `curl --upload-file FILE` on a URL from `POST /uploads/presign` with
-                   the returned headers (Content-MD5 computed beforehand, untimed);
+                   the returned headers. Two figures from the same run: "curl" is the
+                   transfer alone (the PUT); "curl-pipeline" is everything a signed URL
+                   needs before it: `md5sum FILE` (the Content-MD5) + the presign call +
+                   the PUT, wall times added;
      - aws:        `aws s3 cp` with multipart_chunksize 16MB, max_concurrent_requests 4;
      - rclone:     `rclone copyto` with --s3-chunk-size 16M --s3-upload-concurrency 4
                    --s3-upload-cutoff 0;
@@ -259,9 +264,10 @@ class Bench:
 
     # -- the tools ----------------------------------------------------------------------
 
-    def run_rohimaya(self, path, size):
+    def run_rohimaya(self, path, size, single=False):
+        extra = ["--multipart-threshold", str(size + 1)] if single else []
         r = self.timed("rohimaya", size,
-                       self.rohimaya("upload", path, "--force"), self.env)
+                       self.rohimaya("upload", path, "--force", *extra), self.env)
         m = re.search(r"-> job (\S+)", r.pop("_stdout"))
         if m:
             # Keep the simulator from reading the manuscript during the next runs.
@@ -270,7 +276,13 @@ class Bench:
         return r
 
     def run_curl(self, path, size, md5):
+        """The PUT alone ("curl"), plus what the whole pipeline took: md5sum of the file
+        (coreutils, timed like the others), the presign call, the PUT."""
+        m = self.timed("md5sum", size, ["md5sum", path], os.environ)
+        md5_hex = m.pop("_stdout").split()[0]
+        md5 = base64.b64encode(bytes.fromhex(md5_hex)).decode()
         token = self.curl_token()
+        t0 = time.monotonic()
         pre = http_json(
             "POST", self.ds["api_url"] + "/uploads/presign",
             {"filename": os.path.basename(path), "content_type": "text/plain",
@@ -282,8 +294,19 @@ class Bench:
         if self.args.curl_no_expect:
             cmd += ["-H", "Expect:"]
         cmd.append(pre["url"])
+        presign_s = time.monotonic() - t0
         r = self.timed("curl", size, cmd, os.environ)
         r.pop("_stdout")
+        wall = m["wall_s"] + presign_s + r["wall_s"]
+        cpu = m["user_s"] + m["sys_s"] + r["user_s"] + r["sys_s"]
+        r["pipeline"] = {
+            "tool": "curl-pipeline", "size": size, "wall_s": wall,
+            "md5sum_s": m["wall_s"], "presign_s": presign_s,
+            "user_s": m["user_s"] + r["user_s"], "sys_s": m["sys_s"] + r["sys_s"],
+            "max_rss_kib": max(m["max_rss_kib"], r["max_rss_kib"]),
+            "ok": r["ok"] and m["ok"], "mb_s": size / 1e6 / wall,
+            "cpu_s_per_gib": cpu / (size / GIB),
+        }
         return r
 
     def run_aws(self, path, size):
@@ -336,7 +359,7 @@ class Bench:
         for i in range(runs):
             for tool in tools:
                 if tool == "rohimaya":
-                    r = self.run_rohimaya(path, size)
+                    r = self.run_rohimaya(path, size, single=label == "single")
                 elif tool == "curl":
                     r = self.run_curl(path, size, md5)
                 elif tool == "aws":
@@ -347,6 +370,13 @@ class Bench:
                 r["bench"] = label
                 r["round"] = i + 1
                 self.results.append(r)
+                pipe = r.pop("pipeline", None)
+                if pipe:
+                    pipe.update(bench=label, round=i + 1, stored_ok=r["stored_ok"])
+                    self.results.append(pipe)
+                    log(f"{label} {size_label(size)} round {i + 1} curl-pipeline: "
+                        f"{pipe['wall_s']:.2f} s {pipe['mb_s']:.1f} MB/s (md5sum "
+                        f"{pipe['md5sum_s']:.2f} s, presign {pipe['presign_s']:.2f} s)")
                 log(f"{label} {size_label(size)} round {i + 1} {tool}: "
                     f"{r['wall_s']:.2f} s {r['mb_s']:.1f} MB/s "
                     f"rss {r['max_rss_kib'] / 1024:.1f} MiB "
@@ -374,11 +404,11 @@ class Bench:
             files[s] = path
         subprocess.run(["sync"])
         for s in a.single_sizes:
-            md5 = md5_b64(files[s])
+            md5 = None  # run_curl computes it (timed, for curl-pipeline)
             self.round_robin("single", files[s], s, ["rohimaya", "curl"],
                              a.single_runs or a.runs, md5)
         for s in a.sizes:
-            md5 = md5_b64(files[s])
+            md5 = None  # run_curl computes it (timed, for curl-pipeline)
             tools = ["rohimaya", "aws", "rclone"] + (["curl"] if a.curl_big else [])
             self.round_robin("multipart", files[s], s, tools, a.runs, md5)
         for s in a.rss_sizes:
@@ -440,7 +470,7 @@ def report(results_path):
                      "| median CPU s/GiB |")
         lines.append("|---|---|---|---|---|---|---|---|---|")
         for s in sizes:
-            for tool in ("rohimaya", "curl", "aws", "rclone"):
+            for tool in ("rohimaya", "curl", "curl-pipeline", "aws", "rclone"):
                 x = row(bench, s, tool)
                 if x:
                     first = "" if x["first"] != x["first"] else f"{x['first']:.2f}"
@@ -453,7 +483,7 @@ def report(results_path):
             ro = row(bench, s, "rohimaya")
             if not ro:
                 continue
-            for tool in ("curl", "aws", "rclone"):
+            for tool in ("curl", "curl-pipeline", "aws", "rclone"):
                 x = row(bench, s, tool)
                 if x:
                     lines.append(f"- {size_label(s)}: rohimaya/{tool} = "
@@ -478,9 +508,9 @@ def main():
     p.add_argument("--runs", type=int, default=3)
     p.add_argument("--sizes", default="256M,1G",
                    help="multipart benchmark sizes (rohimaya vs aws vs rclone)")
-    p.add_argument("--single-sizes", default="63M",
-                   help="single-PUT sizes (rohimaya vs curl); rohimaya sends one PUT only "
-                        "below its 64 MiB multipart threshold")
+    p.add_argument("--single-sizes", default="63M,256M,1G",
+                   help="single-PUT sizes (rohimaya vs curl); rohimaya is given "
+                        "--multipart-threshold SIZE+1 so that it sends one PUT")
     p.add_argument("--single-runs", type=int, default=0,
                    help="rounds of the single-PUT benchmark (default: --runs)")
     p.add_argument("--curl-big", action="store_true",

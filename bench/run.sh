@@ -3,7 +3,8 @@
 # inside a D-Bus session with an unlocked gnome-keyring (`rohimaya signup` keeps its
 # session in the OS keyring). Arguments go to bench.py; see `python3 bench/bench.py -h`.
 #
-#   bash bench/run.sh                                  # 63 MiB single, 256 MiB + 1 GiB
+#   bash bench/run.sh                                  # 63 MiB, 256 MiB, 1 GiB single,
+#                                                      # 256 MiB + 1 GiB
 #                                                      # multipart x3, 4 GiB RSS x1
 #   bash bench/run.sh --runs 5 --sizes 256M --rss-sizes ""   # a quicker one
 #

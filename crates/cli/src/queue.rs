@@ -8,7 +8,7 @@ use rohimaya_core::queue::ItemState;
 
 use crate::output::{Failure, Outcome, print_json};
 use crate::progress::Mode;
-use crate::upload::{run_queue, runner};
+use crate::upload::{parse_size, run_queue, runner};
 
 #[derive(clap::Args)]
 pub struct QueueArgs {
@@ -50,7 +50,25 @@ enum QueueAction {
         /// Parts of one file in flight.
         #[arg(long)]
         parts: Option<usize>,
+        /// Files of at least SIZE go multipart, smaller ones in one PUT (e.g. 64MiB,
+        /// 2GiB; `default` = 64MiB). Applies to files queued from now on.
+        #[arg(long, value_name = "SIZE", value_parser = parse_threshold)]
+        multipart_threshold: Option<Threshold>,
     },
+}
+
+/// `--multipart-threshold`: a size, or `default`.
+#[derive(Debug, Clone, Copy)]
+enum Threshold {
+    Default,
+    Bytes(u64),
+}
+
+fn parse_threshold(text: &str) -> Result<Threshold, String> {
+    if text.trim() == "default" {
+        return Ok(Threshold::Default);
+    }
+    parse_size(text).map(Threshold::Bytes)
 }
 
 pub async fn run(profile: Option<&str>, args: QueueArgs) -> Outcome {
@@ -73,11 +91,17 @@ pub async fn run(profile: Option<&str>, args: QueueArgs) -> Outcome {
             bandwidth,
             files,
             parts,
+            multipart_threshold,
         } => {
             runner.update_settings(|s| {
                 s.bandwidth_limit = bandwidth.unwrap_or(s.bandwidth_limit);
                 s.files_in_flight = files.unwrap_or(s.files_in_flight);
                 s.parts_in_flight = parts.unwrap_or(s.parts_in_flight);
+                match multipart_threshold {
+                    Some(Threshold::Default) => s.multipart_threshold = None,
+                    Some(Threshold::Bytes(b)) => s.multipart_threshold = Some(b),
+                    None => {}
+                }
             })?;
         }
     }

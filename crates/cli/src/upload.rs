@@ -46,6 +46,38 @@ pub struct UploadArgs {
     /// Upload even if this account already uploaded the same content.
     #[arg(long)]
     force: bool,
+    /// Send files of at least SIZE as multipart, smaller ones in one PUT, for this run
+    /// (e.g. 64MiB, 2GiB, 1000000; default: `rohimaya queue set --multipart-threshold`,
+    /// else 64MiB; one PUT holds at most 5 GiB).
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    multipart_threshold: Option<u64>,
+}
+
+/// A size in bytes: a number with an optional unit, binary (K, KiB, M, MiB, G, GiB) or
+/// decimal (kB, MB, GB); `B` or none = bytes.
+pub fn parse_size(text: &str) -> Result<u64, String> {
+    let t = text.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (digits, unit) = t.split_at(split);
+    let n: u64 = digits
+        .parse()
+        .map_err(|_| format!("{text:?} is not a size: give a number like 64MiB or 1000000"))?;
+    let factor: u64 = match unit.trim() {
+        "" | "B" => 1,
+        "K" | "KiB" | "k" => 1 << 10,
+        "M" | "MiB" => 1 << 20,
+        "G" | "GiB" => 1 << 30,
+        "kB" | "KB" => 1_000,
+        "MB" => 1_000_000,
+        "GB" => 1_000_000_000,
+        other => {
+            return Err(format!(
+                "unknown unit {other:?} in {text:?}: use B, KiB, MiB, GiB (or kB, MB, GB)"
+            ));
+        }
+    };
+    n.checked_mul(factor)
+        .ok_or_else(|| format!("{text:?} is too large"))
 }
 
 /// Opens the signed-in profile's queue runner (shared with `rohimaya queue`).
@@ -100,7 +132,10 @@ pub async fn run(profile: Option<&str>, args: UploadArgs) -> Outcome {
         ));
     }
     let bus = EventBus::new();
-    let (runner, api) = runner(profile, bus.clone()).await?;
+    let (mut runner, api) = runner(profile, bus.clone()).await?;
+    if let Some(t) = args.multipart_threshold {
+        runner.set_multipart_threshold(t);
+    }
     let options = JobOptions {
         title: args.title.clone(),
         author: args.author.clone(),

@@ -14,7 +14,7 @@ use rohimaya_core::config::Endpoints;
 use rohimaya_core::error::{CoreError, ErrorCode};
 use rohimaya_core::events::{Event, EventBus, TransferNotice};
 use rohimaya_core::queue::{ItemState, QueueError, QueueRunner, QueueStore};
-use rohimaya_core::transfer::plan::{FileDigest, PartPlan, PlanSettings};
+use rohimaya_core::transfer::plan::{PartPlan, PlanSettings};
 use rohimaya_core::transfer::upload::UploadJob;
 use rohimaya_core::transfer::{
     self, NoJournal, ProgressMeter, RetryPolicy, TransferError, TransferSettings, UploadResult,
@@ -107,7 +107,9 @@ fn settings() -> TransferSettings {
             max_attempts: 8,
             base_delay: Duration::from_millis(20),
             max_delay: Duration::from_millis(1500),
-            stall_timeout: Duration::from_secs(2),
+            // Long enough for the store to answer a part on a loaded 2-core machine (the
+            // tests that count PUTs must not see a retry), short enough for the stall test.
+            stall_timeout: Duration::from_secs(5),
         },
     }
 }
@@ -187,6 +189,13 @@ impl Bed {
                 "{} is not byte-exact",
                 item.path.display()
             );
+            // The SHA-256 (dedupe) was recorded, computed while the file was sent.
+            assert_eq!(
+                item.sha256.as_deref(),
+                Some(file_sha256(&item.path).as_str()),
+                "{}",
+                item.path.display()
+            );
             assert!(item.job_id.is_some());
         }
         let jobs = self.jobs().await;
@@ -259,9 +268,22 @@ async fn upload_direct(
     session: &UploadSession,
     path: &Path,
 ) -> Result<UploadResult, TransferError> {
+    upload_direct_with(session, path, false).await
+}
+
+/// [`upload_direct`]; with `hashed_first`, every part's MD5 is known before the upload
+/// starts (so the first signing batch holds every part, as on a resume).
+async fn upload_direct_with(
+    session: &UploadSession,
+    path: &Path,
+    hashed_first: bool,
+) -> Result<UploadResult, TransferError> {
     let m = transfer::inspect(path)?;
     let plan = PartPlan::for_size(m.size, session.settings.plan);
-    let digest = FileDigest::compute(path, &plan).unwrap_or_else(|e| panic!("{e}"));
+    let hasher = session.start_hasher(path, plan, true);
+    if hashed_first {
+        hasher.part_md5s().await.unwrap_or_else(|e| panic!("{e:?}"));
+    }
     let meter = ProgressMeter::new(session.bus.clone(), "direct", m.size);
     let cancel = CancellationToken::new();
     session
@@ -269,7 +291,7 @@ async fn upload_direct(
             transfer_id: "direct",
             manuscript: &m,
             plan,
-            digest: &digest,
+            hasher: &hasher,
             resume: None,
             journal: &NoJournal,
             meter: &meter,
@@ -451,7 +473,8 @@ async fn urls_that_expire_before_use_are_signed_again() {
     session.limiter.set_rate(3 * MIB);
     let path = bed.files().join("slow.txt");
     write_text(&path, 3 * PART + 1);
-    let result = upload_direct(&session, &path)
+    // All four parts are signed in the first batch; the later ones expire before use.
+    let result = upload_direct_with(&session, &path, true)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     let UploadResult::Stored {
@@ -659,6 +682,135 @@ async fn a_file_changed_before_resume_starts_over_and_says_so() {
         "{reason}"
     );
     assert!(bed.proxy.bytes_up() >= 4 * PART, "sent from zero");
+}
+
+#[tokio::test]
+async fn a_sent_part_that_changed_without_a_new_mtime_starts_over_on_resume() {
+    let bed = bed(|_| {}).await;
+    let path = bed.files().join("quiet edit.txt");
+    write_text(&path, 4 * PART);
+    let mtime = std::fs::metadata(&path)
+        .and_then(|m| m.modified())
+        .unwrap_or_else(|e| panic!("{e}"));
+    {
+        let bus = EventBus::new();
+        let runner = bed.runner(&bus);
+        runner
+            .update_settings(|s| {
+                s.parts_in_flight = 1;
+                s.bandwidth_limit = 8 * MIB;
+            })
+            .unwrap_or_else(|e| panic!("{e}"));
+        enqueue_all(&runner, std::slice::from_ref(&path)).await;
+        interrupt_after(&runner, &bus, 1).await;
+        let item = &runner.list().unwrap_or_default()[0];
+        assert_ne!(item.state, ItemState::Completed, "interrupted too late");
+    }
+    // Part 1 (on the server already) changes; size and mtime stay as they were, so only
+    // the bytes can tell.
+    {
+        use std::io::{Seek, Write};
+        let mut file = std::fs::File::options()
+            .write(true)
+            .open(&path)
+            .unwrap_or_else(|e| panic!("{e}"));
+        file.seek(std::io::SeekFrom::Start(1000))
+            .and_then(|_| file.write_all(b"a changed sentence. "))
+            .and_then(|_| file.set_modified(mtime))
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+    bed.proxy.reset_counters();
+    let bus = EventBus::new();
+    let mut rx = bus.subscribe();
+    let runner = bed.runner(&bus);
+    runner
+        .update_settings(|s| s.bandwidth_limit = 0)
+        .unwrap_or_else(|e| panic!("{e}"));
+    run(&runner).await;
+    bed.assert_all_completed(&runner, std::slice::from_ref(&path))
+        .await;
+    let mut restarted = None;
+    while let Ok(e) = rx.try_recv() {
+        if let Event::TransferNotice {
+            notice: TransferNotice::RestartedFileChanged { reason },
+            ..
+        } = e
+        {
+            restarted = Some(reason);
+        }
+    }
+    let reason = restarted.unwrap_or_else(|| panic!("the restart was not reported"));
+    assert!(
+        reason.contains("quiet edit.txt") && reason.contains("part 1") && reason.contains("again"),
+        "{reason}"
+    );
+    assert!(bed.proxy.bytes_up() >= 4 * PART, "sent from zero");
+}
+
+#[tokio::test]
+async fn duplicates_are_caught_before_their_sha256_is_known() {
+    let bed = bed(|_| {}).await;
+    let bus = EventBus::new();
+    let runner = bed.runner(&bus);
+    let path = bed.files().join("twice.txt");
+    write_text(&path, 2 * PART + 5);
+    // No item of this size yet: queued without reading the file.
+    let first = runner
+        .enqueue(&path, &JobOptions::default(), false)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(first.sha256, None);
+    // The same file again at once (its SHA-256 still unknown): a duplicate.
+    let err = runner
+        .enqueue(&path, &JobOptions::default(), false)
+        .await
+        .expect_err("the same file was queued twice");
+    assert!(
+        matches!(err, QueueError::Duplicate { existing, existing_state: ItemState::Queued, .. } if existing == first.id),
+        "{err}"
+    );
+    // A copy under another name: its content is compared by hashing both files.
+    let copy = bed.files().join("twice copy.txt");
+    std::fs::copy(&path, &copy).unwrap_or_else(|e| panic!("{e}"));
+    let err = runner
+        .enqueue(&copy, &JobOptions::default(), false)
+        .await
+        .expect_err("a copy was queued");
+    assert_eq!(err.code(), ErrorCode::DuplicateUpload, "{err}");
+    // Other content of the same size is accepted, with its SHA-256 known at once.
+    let other = bed.files().join("same size.txt");
+    write_text(&other, 2 * PART + 5);
+    let queued = runner
+        .enqueue(&other, &JobOptions::default(), false)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(queued.sha256, Some(file_sha256(&other)));
+    // A caller that hashed the file itself (the watch folder) gives its SHA-256.
+    let err = runner
+        .enqueue_with_sha256(&copy, &JobOptions::default(), false, &file_sha256(&copy))
+        .await
+        .expect_err("a copy with its SHA-256 was queued");
+    assert_eq!(err.code(), ErrorCode::DuplicateUpload, "{err}");
+    run(&runner).await;
+    // Both uploaded, each SHA-256 recorded (checked by assert_all_completed).
+    bed.assert_all_completed(&runner, &[path.clone(), other])
+        .await;
+    // Now known: the copy is refused as already uploaded, with the job named.
+    let err = runner
+        .enqueue(&copy, &JobOptions::default(), false)
+        .await
+        .expect_err("a copy of an uploaded file was queued");
+    assert!(
+        matches!(
+            err,
+            QueueError::Duplicate {
+                existing_state: ItemState::Completed,
+                job_id: Some(_),
+                ..
+            }
+        ),
+        "{err}"
+    );
 }
 
 #[tokio::test]
@@ -945,6 +1097,13 @@ async fn pause_resume_and_the_global_pause_continue_where_they_stopped() {
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(item.state, ItemState::Queued);
 
+    // Cut the paused PUT's connection, so that bytes it left in socket buffers (the
+    // store reads slowly on a loaded machine) are not relayed, and counted, after the reset.
+    bed.proxy.go_offline().await;
+    bed.proxy
+        .go_online()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
     bed.proxy.reset_counters();
     runner
         .update_settings(|s| s.bandwidth_limit = 0)

@@ -4,4 +4,8 @@ import type { ItemState } from "./ItemState";
 /**
  * A queued file as the shells show it.
  */
-export type QueueItem = { id: number, path: string, file_name: string, size: number, state: ItemState, error_code: string | null, error_message: string | null, job_id: string | null, object_key: string | null, parts_done: number, part_count: number, sha256: string, };
+export type QueueItem = { id: number, path: string, file_name: string, size: number, state: ItemState, error_code: string | null, error_message: string | null, job_id: string | null, object_key: string | null, parts_done: number, part_count: number, 
+/**
+ * `None` until known (it is computed while the file is uploaded).
+ */
+sha256: string | null, };

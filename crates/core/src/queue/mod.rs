@@ -1,7 +1,9 @@
 //! The durable transfer queue: every file the user asked to upload, in `state.db`
 //! (SQLite, WAL), with what is needed to resume it after a crash, a kill or a reboot: its
 //! upload id, object key and fixed part size, the parts already stored with their ETags,
-//! and the file's size, mtime and checksums (to notice that it changed).
+//! and the file's size and mtime (to notice that it changed; the ETags of the stored parts
+//! are their MD5s, checked against the file as it is read again), and its SHA-256 for
+//! dedupe once known.
 //!
 //! - [`store`]: [`QueueStore`], the tables and every read and write of them;
 //! - [`runner`]: [`QueueRunner`], which drives the queued files through

@@ -3,7 +3,9 @@
 //!
 //! It owns the transitions of queue items (queued -> uploading -> completed, paused,
 //! failed, cancelled), the checks before a resume (file changed? ask the server which
-//! parts it has) and the dedupe by content. Stops are by cancellation token: pause, cancel
+//! parts it has) and the dedupe by content: a file's SHA-256 is computed at enqueue only
+//! when the account has an item of the same size (a possible duplicate); otherwise it is
+//! computed while the file is uploaded and recorded before the item is done. Stops are by cancellation token: pause, cancel
 //! and the global pause cancel a file's token and say why; a shutdown (or a crash) leaves
 //! the item as it was, to be resumed by the next runner over the same `state.db`. Each item
 //! runs under its cross-process [`lock`](super::lock): an item another process holds is
@@ -20,13 +22,13 @@ use futures::stream::FuturesUnordered;
 use tokio_util::sync::CancellationToken;
 
 use super::lock::{self, ItemLock, Locked};
-use super::store::{ItemRecord, QueueSettings, QueueStore};
+use super::store::{ItemRecord, QueueSettings, QueueStore, SameSize};
 use super::{ItemState, QueueError};
 use crate::api::uploads::{JobOptions, UploadApiError};
 use crate::error::{CoreError, ErrorCode};
 use crate::events::{Event, TransferNotice, TransferState};
 use crate::transfer::manuscript::{self, Manuscript};
-use crate::transfer::plan::{FileDigest, PartPlan};
+use crate::transfer::plan::PartPlan;
 use crate::transfer::retry::pause;
 use crate::transfer::upload::UploadJob;
 use crate::transfer::{
@@ -39,7 +41,8 @@ pub struct Enqueued {
     pub id: i64,
     pub path: PathBuf,
     pub size: u64,
-    pub sha256: String,
+    /// Known at enqueue only when it was needed for the dedupe check (or given).
+    pub sha256: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -127,6 +130,9 @@ impl QueueRunner {
     ) -> Result<Self, QueueError> {
         let settings = store.settings()?;
         session.settings.parts_in_flight = settings.parts_in_flight;
+        if let Some(t) = settings.multipart_threshold {
+            session.settings.plan.multipart_threshold = t;
+        }
         session.limiter.set_rate(settings.bandwidth_limit);
         let lock_dir = store
             .path()
@@ -169,6 +175,13 @@ impl QueueRunner {
 
     pub fn session(&self) -> &UploadSession {
         &self.session
+    }
+
+    /// For files queued from now on by this runner: send files of at least `bytes` as
+    /// multipart, smaller ones in one PUT (not saved; the saved setting is
+    /// [`QueueSettings::multipart_threshold`]).
+    pub fn set_multipart_threshold(&mut self, bytes: u64) {
+        self.session.settings.plan.multipart_threshold = bytes;
     }
 
     fn active(&self) -> std::sync::MutexGuard<'_, HashMap<i64, Active>> {
@@ -234,48 +247,125 @@ impl QueueRunner {
         });
     }
 
-    /// Accepts `path` into the queue: checks it is a manuscript, computes its checksums
-    /// and refuses content this account already uploaded unless `force`.
+    /// Accepts `path` into the queue: checks it is a manuscript and refuses content this
+    /// account already queued or uploaded unless `force`. Reads the whole file only when an
+    /// item of the same size exists (a possible duplicate); otherwise its SHA-256 is
+    /// computed while it is uploaded.
     pub async fn enqueue(
         &self,
         path: &Path,
         options: &JobOptions,
         force: bool,
     ) -> Result<Enqueued, QueueError> {
+        self.enqueue_inner(path, options, force, None).await
+    }
+
+    /// [`enqueue`](Self::enqueue) for a caller that has hashed the file already (the
+    /// watch folder): `sha256` is the file's hex SHA-256, trusted as given.
+    pub async fn enqueue_with_sha256(
+        &self,
+        path: &Path,
+        options: &JobOptions,
+        force: bool,
+        sha256: &str,
+    ) -> Result<Enqueued, QueueError> {
+        self.enqueue_inner(path, options, force, Some(sha256.to_ascii_lowercase()))
+            .await
+    }
+
+    async fn enqueue_inner(
+        &self,
+        path: &Path,
+        options: &JobOptions,
+        force: bool,
+        mut sha256: Option<String>,
+    ) -> Result<Enqueued, QueueError> {
         let m = inspect(path).await?;
         let plan = PartPlan::for_size(m.size, self.session.settings.plan);
-        let digest = digest(&m.path, plan).await?;
-        if !force
-            && let Some((existing, existing_state, job_id)) = self
-                .store
-                .find_same_content(&self.account, &digest.sha256)?
-        {
-            return Err(QueueError::Duplicate {
-                path: m.path.clone(),
-                existing,
-                existing_state,
-                job_id,
-            });
-        }
-        let id = self.store.insert(
-            &self.account,
-            &m.path,
-            &m.file_name,
-            m.content_type,
-            m.size,
-            m.mtime_ms,
-            &plan,
-            &digest,
-            options,
-        )?;
+        let id = loop {
+            if !force {
+                let same = self.store.same_size(&self.account, m.size)?;
+                if !same.is_empty() {
+                    if sha256.is_none() {
+                        sha256 = Some(file_sha256(&m.path).await?);
+                    }
+                    let sha = sha256.as_deref().unwrap_or_default();
+                    if let Some(dup) = self.same_content(&m, sha, &same).await? {
+                        return Err(QueueError::Duplicate {
+                            path: m.path.clone(),
+                            existing: dup.id,
+                            existing_state: dup.state,
+                            job_id: dup.job_id.clone(),
+                        });
+                    }
+                }
+            }
+            // Without a SHA-256 the insert is made only if still no item of this size
+            // exists (another process may have queued one meanwhile): else check again.
+            let unless_same_size = !force && sha256.is_none();
+            if let Some(id) = self.store.insert(
+                &self.account,
+                &m.path,
+                &m.file_name,
+                m.content_type,
+                m.size,
+                m.mtime_ms,
+                &plan,
+                sha256.as_deref(),
+                options,
+                unless_same_size,
+            )? {
+                break id;
+            }
+        };
         self.publish_state(id, &m.path, TransferState::Queued, None);
         self.wake.notify_one();
         Ok(Enqueued {
             id,
             path: m.path,
             size: m.size,
-            sha256: digest.sha256,
+            sha256,
         })
+    }
+
+    /// The first of `same` (items of `m`'s size) with the content `sha256`. An item whose
+    /// SHA-256 is not known yet (still uploading) counts as the same content when it is
+    /// the same file unchanged (path, size and mtime), else its file is hashed now if it
+    /// is still as it was queued.
+    async fn same_content<'s>(
+        &self,
+        m: &Manuscript,
+        sha256: &str,
+        same: &'s [SameSize],
+    ) -> Result<Option<&'s SameSize>, QueueError> {
+        for c in same {
+            let known = match &c.sha256 {
+                Some(s) => s.clone(),
+                None if c.path == m.path && c.mtime_ms == m.mtime_ms => return Ok(Some(c)),
+                None => {
+                    let Ok(now) = inspect(&c.path).await else {
+                        continue;
+                    };
+                    if now.size != m.size || now.mtime_ms != c.mtime_ms {
+                        // Changed since it was queued: it will be hashed when it is sent.
+                        continue;
+                    }
+                    let Ok(s) = file_sha256(&c.path).await else {
+                        continue;
+                    };
+                    // Checked again after the read: a file changed meanwhile proves nothing.
+                    match inspect(&c.path).await {
+                        Ok(after) if after.mtime_ms == c.mtime_ms && after.size == m.size => {}
+                        _ => continue,
+                    }
+                    s
+                }
+            };
+            if known == sha256 {
+                return Ok(Some(c));
+            }
+        }
+        Ok(None)
     }
 
     /// Runs every runnable item (queued, or interrupted earlier) until none is left or the
@@ -398,26 +488,16 @@ impl QueueRunner {
         self.publish_state(id, &rec.path, TransferState::Uploading, None);
         let meter = ProgressMeter::new(self.session.bus.clone(), id.to_string(), rec.size);
         let mut m = inspect(&rec.path).await?;
+        // Whether the parts already sent were sent from this very content is checked
+        // during the upload, as the hasher reaches them (`SentPartChanged` below).
         if rec.stored_etag.is_none() {
-            let mut changed = if m.size != rec.size {
+            let changed = if m.size != rec.size {
                 Some("its size changed since it was queued")
             } else if m.mtime_ms != rec.mtime_ms {
                 Some("it was modified since it was queued")
             } else {
                 None
             };
-            if changed.is_none() && !rec.parts.is_empty() {
-                // Were the parts already sent sent from this very content?
-                meter.set_state(TransferState::Hashing);
-                let now = digest(&rec.path, rec.plan).await?;
-                let differs = rec.parts.iter().any(|(n, _)| {
-                    let i = (*n as usize).saturating_sub(1);
-                    now.part_md5s.get(i) != rec.digest.part_md5s.get(i)
-                });
-                if differs {
-                    changed = Some("the parts already sent no longer match the file");
-                }
-            }
             if let Some(reason) = changed {
                 self.restart(&mut rec, &m, reason).await?;
             }
@@ -436,13 +516,16 @@ impl QueueRunner {
                 store: &self.store,
                 id,
             };
+            let hasher = self
+                .session
+                .start_hasher(&m.path, rec.plan, rec.sha256.is_none());
             let result = self
                 .session
                 .upload(UploadJob {
                     transfer_id: &id.to_string(),
                     manuscript: &m,
                     plan: rec.plan,
-                    digest: &rec.digest,
+                    hasher: &hasher,
                     resume,
                     journal: &journal,
                     meter: &meter,
@@ -454,11 +537,28 @@ impl QueueRunner {
                 Ok(UploadResult::Stored {
                     object_key, etag, ..
                 }) => {
+                    // The SHA-256 comes from the same read as the verified part MD5s.
+                    match self.record_sha256(id, &rec, &hasher, stop).await {
+                        Err(QueueError::Transfer(TransferError::FileChanged { .. }))
+                            if restarts < 2 =>
+                        {
+                            restarts += 1;
+                            m = inspect(&rec.path).await?;
+                            self.restart(&mut rec, &m, "it changed while it was being sent")
+                                .await?;
+                            continue;
+                        }
+                        r => r?,
+                    }
                     self.store.object_stored(id, &object_key, &etag)?;
                     rec.object_key = Some(object_key);
                     rec.stored_etag = Some(etag);
                 }
                 Ok(UploadResult::JobCreated { job, .. }) => {
+                    // The job exists: a SHA-256 that cannot be had only costs the dedupe.
+                    if let Err(e) = self.record_sha256(id, &rec, &hasher, stop).await {
+                        tracing::warn!("queue: no SHA-256 recorded for item {id}: {e}");
+                    }
                     self.store.completed(id, &job.id)?;
                     return Ok(job.id);
                 }
@@ -467,6 +567,13 @@ impl QueueRunner {
                     m = inspect(&rec.path).await?;
                     self.restart(&mut rec, &m, "it changed while it was being sent")
                         .await?;
+                }
+                Err(TransferError::SentPartChanged { part, .. }) if restarts < 2 => {
+                    restarts += 1;
+                    m = inspect(&rec.path).await?;
+                    let reason =
+                        format!("part {part}, already on the server, no longer matches the file");
+                    self.restart(&mut rec, &m, &reason).await?;
                 }
                 Err(e) => return Err(e.into()),
             }
@@ -481,8 +588,32 @@ impl QueueRunner {
         Ok(job)
     }
 
-    /// Starts `rec` over: aborts the old upload (best effort), plans and hashes the file
-    /// as it is now, and tells the user why.
+    /// Waits for `hasher` to finish and records the SHA-256 it computed, if `rec` had none.
+    async fn record_sha256(
+        &self,
+        id: i64,
+        rec: &ItemRecord,
+        hasher: &crate::transfer::PartHasher,
+        stop: &CancellationToken,
+    ) -> Result<(), QueueError> {
+        if rec.sha256.is_some() {
+            return Ok(());
+        }
+        let done = tokio::select! {
+            r = hasher.finish() => r,
+            _ = stop.cancelled() => {
+                return Err(TransferError::Interrupted { path: rec.path.clone() }.into());
+            }
+        };
+        match done {
+            Ok(Some(sha)) => self.store.set_sha256(id, &sha),
+            Ok(None) => Ok(()),
+            Err(e) => Err(e.into_transfer(&rec.path).into()),
+        }
+    }
+
+    /// Starts `rec` over: aborts the old upload (best effort), plans the file as it is
+    /// now (its checksums are computed as it is sent again), and tells the user why.
     async fn restart(
         &self,
         rec: &mut ItemRecord,
@@ -495,9 +626,7 @@ impl QueueRunner {
             tracing::debug!("queue: could not abort the old upload: {e}");
         }
         let plan = PartPlan::for_size(m.size, self.session.settings.plan);
-        let digest = digest(&m.path, plan).await?;
-        self.store
-            .restart(rec.id, m.size, m.mtime_ms, &plan, &digest)?;
+        self.store.restart(rec.id, m.size, m.mtime_ms, &plan)?;
         self.notice(
             rec.id,
             TransferNotice::RestartedFileChanged {
@@ -700,7 +829,8 @@ impl QueueRunner {
     }
 
     /// Changes and saves the queue's settings; the bandwidth limit applies at once, the
-    /// concurrency to files and parts started from now on.
+    /// concurrency to files and parts started from now on, the multipart threshold to
+    /// files queued by runners opened from now on.
     pub fn update_settings(
         &self,
         f: impl FnOnce(&mut QueueSettings),
@@ -709,6 +839,9 @@ impl QueueRunner {
         f(&mut s);
         s.files_in_flight = s.files_in_flight.clamp(1, 16);
         s.parts_in_flight = s.parts_in_flight.clamp(1, 64);
+        s.multipart_threshold = s
+            .multipart_threshold
+            .map(|t| t.clamp(1, crate::transfer::plan::MAX_SINGLE_PUT + 1));
         self.store.save_settings(&s)?;
         self.session.limiter.set_rate(s.bandwidth_limit);
         Ok(s)
@@ -731,9 +864,26 @@ async fn inspect(path: &Path) -> Result<Manuscript, QueueError> {
         .map_err(|e| QueueError::Transfer(e.into()))
 }
 
-async fn digest(path: &Path, plan: PartPlan) -> Result<FileDigest, QueueError> {
+/// The hex SHA-256 of the file at `path`, read once on a blocking thread (the dedupe
+/// check of a file whose size matches a queued one).
+async fn file_sha256(path: &Path) -> Result<String, QueueError> {
+    use sha2::{Digest, Sha256};
+    use std::io::Read;
     let p = path.to_path_buf();
-    let joined = tokio::task::spawn_blocking(move || FileDigest::compute(&p, &plan)).await;
+    let joined = tokio::task::spawn_blocking(move || -> std::io::Result<String> {
+        let mut file = std::fs::File::open(&p)?;
+        let mut sha = Sha256::new();
+        let mut buf = vec![0u8; crate::transfer::hasher::READ_BUFFER];
+        loop {
+            match file.read(&mut buf) {
+                Ok(0) => return Ok(hex::encode(sha.finalize())),
+                Ok(n) => sha.update(&buf[..n]),
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+    })
+    .await;
     let unreadable = |reason: String| {
         QueueError::Transfer(TransferError::Unreadable {
             path: path.to_path_buf(),

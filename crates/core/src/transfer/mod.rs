@@ -4,8 +4,9 @@
 //!
 //! - [`manuscript`]: which files are accepted (extension + content sniffing), before any
 //!   network traffic;
-//! - [`plan`]: single PUT or multipart, the part size, the checksums (SHA-256, part MD5s,
-//!   the expected ETag);
+//! - [`plan`]: single PUT or multipart, the part size, the expected ETag;
+//! - [`hasher`]: [`PartHasher`], the part MD5s and the SHA-256 computed on blocking
+//!   threads a bounded number of parts ahead of the senders (no pass before the upload);
 //! - [`store_put`]: one presigned PUT streamed from disk, its answer classified;
 //! - [`upload`]: [`UploadSession`], which drives one file: sign in batches, parts in
 //!   flight, retries with backoff, re-sign on expiry, fresh upload on `NoSuchUpload`,
@@ -27,6 +28,7 @@
 //! [`crate::queue`]; this module reports it through [`upload::UploadJournal`]. It never
 //! logs a presigned URL's signature and never reads a whole file into memory.
 
+pub mod hasher;
 pub mod limiter;
 pub mod manuscript;
 pub mod plan;
@@ -48,9 +50,10 @@ pub use download::{
     DownloadSettings, DownloadSource, DownloadStats, Downloaded, MemoryDownloadJournal,
     NoDownloadJournal,
 };
+pub use hasher::{HashError, HashOptions, PartHasher};
 pub use limiter::BandwidthLimiter;
 pub use manuscript::{Manuscript, ManuscriptError, inspect};
-pub use plan::{FileDigest, PartPlan, PlanSettings};
+pub use plan::{PartPlan, PlanSettings};
 pub use progress::ProgressMeter;
 pub use retry::RetryPolicy;
 pub use upload::{NoJournal, ResumePoint, UploadJournal, UploadResult, UploadSession, UploadStats};
@@ -112,6 +115,11 @@ pub enum TransferError {
         what: String,
         source: UploadApiError,
     },
+    #[error(
+        "{path}: part {part} already on the server no longer matches the file (it changed since it was sent); \
+         it will be sent again from the start"
+    )]
+    SentPartChanged { path: PathBuf, part: u32 },
     #[error("{path}: the upload was interrupted (paused, cancelled or shut down)")]
     Interrupted { path: PathBuf },
 }
@@ -126,6 +134,7 @@ impl CoreError for TransferError {
             TransferError::Failed { .. } => ErrorCode::TransferFailed,
             TransferError::Api { source, .. } => source.code(),
             TransferError::Interrupted { .. } => ErrorCode::TransferInterrupted,
+            TransferError::SentPartChanged { .. } => ErrorCode::FileChanged,
         }
     }
 }

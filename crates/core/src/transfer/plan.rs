@@ -2,16 +2,12 @@
 //!
 //! [`PartPlan`] decides single PUT or multipart and the part size (fixed when the upload
 //! is created: R2 wants every part but the last of one size, so a stored plan is reused
-//! as it is and never re-derived mid-upload). [`FileDigest`] is one sequential pass over
-//! the file with a fixed-size buffer: its SHA-256 (dedupe), the MD5 of each part (signed
-//! `Content-MD5`) and the ETag the store must report. It never holds a whole file in memory.
-
-use std::io::Read;
-use std::path::Path;
+//! as it is and never re-derived mid-upload), and how checksums are spelled: the signed
+//! `Content-MD5` and the ETag the store must report. The checksums themselves are computed
+//! while the file is sent, by [`super::hasher`]. It never reads a file.
 
 use base64::Engine;
 use md5::{Digest, Md5};
-use sha2::Sha256;
 
 pub const MIB: u64 = 1024 * 1024;
 /// R2's and S3's limits.
@@ -95,67 +91,9 @@ impl PartPlan {
     }
 }
 
-/// The checksums of a file under a plan.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FileDigest {
-    /// Hex SHA-256 of the whole file.
-    pub sha256: String,
-    /// The MD5 of each part (of the whole file for a single PUT).
-    pub part_md5s: Vec<[u8; 16]>,
-}
-
-impl FileDigest {
-    /// Reads `path` once, sequentially, with a 1 MiB buffer. Runs on the calling thread
-    /// (use `spawn_blocking`). Fails if the file's length is not the plan's.
-    pub fn compute(path: &Path, plan: &PartPlan) -> std::io::Result<FileDigest> {
-        let mut file = std::fs::File::open(path)?;
-        let mut sha = Sha256::new();
-        let mut part_md5s = Vec::with_capacity(plan.part_count() as usize);
-        let mut buf = vec![0u8; MIB as usize];
-        for n in 1..=plan.part_count() {
-            let (_, mut left) = plan.part_range(n);
-            let mut md5 = Md5::new();
-            while left > 0 {
-                let want = left.min(buf.len() as u64) as usize;
-                let got = file.read(&mut buf[..want])?;
-                if got == 0 {
-                    return Err(std::io::Error::new(
-                        std::io::ErrorKind::UnexpectedEof,
-                        "the file got shorter while it was read",
-                    ));
-                }
-                sha.update(&buf[..got]);
-                md5.update(&buf[..got]);
-                left -= got as u64;
-            }
-            part_md5s.push(md5.finalize().into());
-        }
-        if file.read(&mut buf[..1])? != 0 {
-            return Err(std::io::Error::new(
-                std::io::ErrorKind::InvalidData,
-                "the file got longer while it was read",
-            ));
-        }
-        Ok(FileDigest {
-            sha256: hex::encode(sha.finalize()),
-            part_md5s,
-        })
-    }
-
-    /// The `Content-MD5` value of part `n` (1-based): base64 of its MD5.
-    pub fn content_md5(&self, n: u32) -> String {
-        base64::engine::general_purpose::STANDARD.encode(self.part_md5s[(n - 1) as usize])
-    }
-
-    /// The hex MD5 of part `n`: the ETag the store answers for it.
-    pub fn part_etag(&self, n: u32) -> String {
-        hex::encode(self.part_md5s[(n - 1) as usize])
-    }
-
-    /// The ETag the store must report for the whole object under `plan`.
-    pub fn expected_etag(&self, plan: &PartPlan) -> String {
-        expected_etag(&self.part_md5s, plan.is_multipart())
-    }
+/// The `Content-MD5` header value of a body with this MD5: its base64.
+pub fn content_md5(md5: &[u8; 16]) -> String {
+    base64::engine::general_purpose::STANDARD.encode(md5)
 }
 
 /// MD5 of the body for a single PUT; for multipart, MD5 of the concatenated binary part
@@ -226,20 +164,12 @@ mod tests {
 
     #[test]
     fn digests_and_etags() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("f.txt");
-        std::fs::write(&path, b"hello").unwrap();
-        let plan = PartPlan::Single { size: 5 };
-        let d = FileDigest::compute(&path, &plan).unwrap();
-        assert_eq!(d.part_etag(1), "5d41402abc4b2a76b9719d911017c592");
-        assert_eq!(d.expected_etag(&plan), "5d41402abc4b2a76b9719d911017c592");
-        assert_eq!(d.content_md5(1), "XUFAKrxLKna5cZ2REBfFkg==");
+        let md5: [u8; 16] = Md5::digest(b"hello").into();
         assert_eq!(
-            d.sha256,
-            "2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824"
+            expected_etag(&[md5], false),
+            "5d41402abc4b2a76b9719d911017c592"
         );
-        assert!(FileDigest::compute(&path, &PartPlan::Single { size: 4 }).is_err());
-        assert!(FileDigest::compute(&path, &PartPlan::Single { size: 6 }).is_err());
+        assert_eq!(content_md5(&md5), "XUFAKrxLKna5cZ2REBfFkg==");
         // Multipart ETag of two parts: MD5(md5a || md5b)-2.
         let a: [u8; 16] = Md5::digest(b"a").into();
         let b: [u8; 16] = Md5::digest(b"b").into();

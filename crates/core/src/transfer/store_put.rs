@@ -1,18 +1,22 @@
-//! One presigned PUT to the object store: a byte range of a file streamed from disk in
-//! fixed-size chunks through the bandwidth limiter, watched for stalls, and the store's
-//! answer classified (stored with an ETag, expired URL, gone upload, bad digest,
-//! temporary, refused).
+//! One presigned PUT to the object store: a byte range of a file read on a blocking thread
+//! in fixed-size chunks, handed over a small bounded channel to the request body (through
+//! the bandwidth limiter when a limit is set), watched for stalls, and the store's answer
+//! classified (stored with an ETag, expired URL, gone upload, bad digest, temporary,
+//! refused).
 //!
 //! It owns that request and nothing above it: it never retries, never re-signs and never
-//! logs a URL's signature. Memory per request is a few chunks, whatever the range's size.
+//! logs a URL's signature. Memory per request is a few chunks ([`CHUNK`] ×
+//! ([`QUEUED_CHUNKS`] + 2)), whatever the range's size.
 
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use bytes::BytesMut;
-use tokio::io::{AsyncReadExt, AsyncSeekExt};
+use std::io::{Read, Seek};
+
+use bytes::Bytes;
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::limiter::BandwidthLimiter;
@@ -20,7 +24,11 @@ use super::progress::ProgressMeter;
 use crate::api::uploads::{parse_retry_after, redact_url, without_url};
 
 /// Bytes read from disk and handed to the socket at a time.
-pub const CHUNK: usize = 128 * 1024;
+pub const CHUNK: usize = 512 * 1024;
+/// Chunks read ahead of the socket, waiting in the channel.
+pub const QUEUED_CHUNKS: usize = 2;
+/// Bytes handed to the socket at a time under a bandwidth limit.
+const LIMITED_SLICE: usize = 64 * 1024;
 /// Bytes asked of the bandwidth limiter at a time.
 const LIMIT_STEP: usize = 16 * 1024;
 
@@ -80,12 +88,25 @@ pub async fn put_range(req: PutRequest<'_>) -> Result<String, PutFailure> {
 }
 
 async fn put_inner(req: &PutRequest<'_>, sent: Arc<AtomicU64>) -> Result<String, PutFailure> {
-    let mut file = tokio::fs::File::open(req.path)
-        .await
-        .map_err(|e| PutFailure::Unreadable(e.to_string()))?;
-    file.seek(std::io::SeekFrom::Start(req.offset))
-        .await
-        .map_err(|e| PutFailure::Unreadable(e.to_string()))?;
+    let (path, offset, len) = (req.path.to_path_buf(), req.offset, req.len);
+    let opened = tokio::task::spawn_blocking(move || {
+        let mut file = std::fs::File::open(&path)?;
+        file.seek(std::io::SeekFrom::Start(offset))?;
+        Ok::<_, std::io::Error>(file)
+    })
+    .await;
+    let file = match opened {
+        Ok(Ok(f)) => f,
+        Ok(Err(e)) => return Err(PutFailure::Unreadable(e.to_string())),
+        Err(e) => return Err(PutFailure::Unreadable(e.to_string())),
+    };
+    // The body is streamed by the connection's own task, which outlives this future if it
+    // is dropped (cancel, stall): the guard ends the body then, and with it the request.
+    let abandoned = CancellationToken::new();
+    let _abandon_on_return = abandoned.clone().drop_guard();
+    let (tx, rx) = mpsc::channel(QUEUED_CHUNKS);
+    // Ends by itself when the range is read, or at its next chunk once the body is dropped.
+    tokio::task::spawn_blocking(move || read_chunks(file, len, tx));
     let epoch = Instant::now();
     let last_progress = Arc::new(AtomicU64::new(0));
     let touch = {
@@ -93,48 +114,56 @@ async fn put_inner(req: &PutRequest<'_>, sent: Arc<AtomicU64>) -> Result<String,
         move || last.store(epoch.elapsed().as_millis() as u64, Ordering::Relaxed)
     };
     let state = BodyState {
-        file,
-        left: req.len,
+        chunks: rx,
+        rest: Bytes::new(),
+        abandoned,
         limiter: req.limiter.clone(),
         meter: req.meter.clone(),
         sent: sent.clone(),
         touch: touch.clone(),
     };
     let stream = futures::stream::unfold(state, |mut s| async move {
-        if s.left == 0 {
-            return None;
-        }
         (s.touch)();
-        let want = s.left.min(CHUNK as u64) as usize;
-        let mut buf = BytesMut::zeroed(want);
-        let mut filled = 0;
-        while filled < want {
-            match s.file.read(&mut buf[filled..]).await {
-                Ok(0) => {
-                    return Some((
-                        Err(std::io::Error::new(
-                            std::io::ErrorKind::UnexpectedEof,
-                            "the file got shorter while it was sent",
-                        )),
-                        s,
-                    ));
-                }
-                Ok(n) => filled += n,
+        let gone = || std::io::Error::other("the request was abandoned");
+        if s.abandoned.is_cancelled() {
+            return Some((Err(gone()), s));
+        }
+        let chunk = if s.rest.is_empty() {
+            let next = tokio::select! {
+                c = s.chunks.recv() => c?,
+                _ = s.abandoned.cancelled() => Err(gone()),
+            };
+            match next {
+                Ok(c) => c,
                 Err(e) => return Some((Err(e), s)),
             }
+        } else {
+            std::mem::take(&mut s.rest)
+        };
+        let mut chunk = chunk;
+        if s.limiter.rate() > 0 {
+            // Under a limit, handed on in small slices (no copy), each after its share
+            // of the limit: the socket sees a smooth rate, not bursts of a whole chunk.
+            if chunk.len() > LIMITED_SLICE {
+                s.rest = chunk.split_off(LIMITED_SLICE);
+            }
+            // In steps, so that waiting for the shared limit never looks like a stall.
+            let n = chunk.len();
+            let mut granted = 0;
+            while granted < n {
+                let step = (n - granted).min(LIMIT_STEP);
+                tokio::select! {
+                    _ = s.limiter.acquire(step) => {}
+                    _ = s.abandoned.cancelled() => return Some((Err(gone()), s)),
+                }
+                (s.touch)();
+                granted += step;
+            }
         }
-        // In steps, so that waiting for the shared limit never looks like a stall.
-        let mut granted = 0;
-        while granted < want {
-            let step = (want - granted).min(LIMIT_STEP);
-            s.limiter.acquire(step).await;
-            (s.touch)();
-            granted += step;
-        }
-        s.left -= want as u64;
-        s.meter.add(want as u64);
-        s.sent.fetch_add(want as u64, Ordering::Relaxed);
-        Some((Ok(buf.freeze()), s))
+        let n = chunk.len();
+        s.meter.add(n as u64);
+        s.sent.fetch_add(n as u64, Ordering::Relaxed);
+        Some((Ok::<Bytes, std::io::Error>(chunk), s))
     });
     let mut builder = req
         .http
@@ -223,9 +252,36 @@ async fn put_inner(req: &PutRequest<'_>, sent: Arc<AtomicU64>) -> Result<String,
     ))
 }
 
+/// Reads `len` bytes of `file` (positioned) in [`CHUNK`]s into `tx`, without zero-filling;
+/// a file that ends early sends an error ("got shorter") and stops.
+fn read_chunks(mut file: std::fs::File, len: u64, tx: mpsc::Sender<std::io::Result<Bytes>>) {
+    let mut left = len;
+    while left > 0 {
+        let want = left.min(CHUNK as u64);
+        let mut buf = Vec::with_capacity(want as usize);
+        let read = (&mut file).take(want).read_to_end(&mut buf);
+        let item = match read {
+            Ok(got) if (got as u64) < want => Err(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                "the file got shorter while it was sent",
+            )),
+            Ok(_) => Ok(Bytes::from(buf)),
+            Err(e) => Err(e),
+        };
+        let failed = item.is_err();
+        if tx.blocking_send(item).is_err() || failed {
+            return;
+        }
+        left -= want;
+    }
+}
+
 struct BodyState<F> {
-    file: tokio::fs::File,
-    left: u64,
+    chunks: mpsc::Receiver<std::io::Result<Bytes>>,
+    /// What is left of the current chunk (under a bandwidth limit only).
+    rest: Bytes,
+    /// Set when the request was given up: the body ends with an error.
+    abandoned: CancellationToken,
     limiter: BandwidthLimiter,
     meter: ProgressMeter,
     sent: Arc<AtomicU64>,

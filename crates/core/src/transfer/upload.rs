@@ -5,8 +5,12 @@
 //! use. Each request is retried on its own (backoff + jitter, `Retry-After`); an expired
 //! URL is signed again without counting as a failure; `NoSuchUpload` starts a fresh upload
 //! (and says so); a backend without presign routes gets the file via `POST /jobs/upload`.
-//! Every part's ETag and the object's ETag are compared with the MD5s computed from the
-//! file: a mismatch fails the upload, it is never reported as success. A request that
+//! The part MD5s come from a [`PartHasher`] that reads the file a few parts ahead of the
+//! senders: a part is signed once its MD5 is known, so the first byte leaves without a
+//! pass over the whole file. Every part's ETag and the object's ETag are compared with
+//! those MD5s: a mismatch fails the upload, it is never reported as success. On resume the
+//! parts the server already has are checked against the hasher's MD5s as it reaches them;
+//! one that differs fails with [`TransferError::SentPartChanged`] (the caller starts over). A request that
 //! cannot connect at all (the network is down) does not count against the retries: the
 //! upload waits offline, probing with capped backoff, and goes on when it connects again.
 //!
@@ -22,9 +26,10 @@ use std::time::Instant;
 
 use tokio_util::sync::CancellationToken;
 
+use super::hasher::{HashError, HashOptions, PartHasher};
 use super::limiter::BandwidthLimiter;
 use super::manuscript::Manuscript;
-use super::plan::{FileDigest, PartPlan};
+use super::plan::{PartPlan, content_md5, expected_etag};
 use super::progress::ProgressMeter;
 use super::retry::pause;
 use super::store_put::{PutFailure, PutRequest, put_range};
@@ -107,7 +112,8 @@ pub struct UploadJob<'a> {
     pub transfer_id: &'a str,
     pub manuscript: &'a Manuscript,
     pub plan: PartPlan,
-    pub digest: &'a FileDigest,
+    /// The file's hasher under `plan` ([`UploadSession::start_hasher`]).
+    pub hasher: &'a PartHasher,
     pub resume: Option<ResumePoint>,
     pub journal: &'a dyn UploadJournal,
     pub meter: &'a ProgressMeter,
@@ -124,6 +130,15 @@ impl UploadSession {
             bus,
             settings,
         }
+    }
+
+    /// Starts hashing `path` under `plan`, as far ahead of the senders as this session's
+    /// settings need (a signing batch, or two rounds of parts in flight); `sha256`: also
+    /// compute the whole file's SHA-256.
+    pub fn start_hasher(&self, path: &std::path::Path, plan: PartPlan, sha256: bool) -> PartHasher {
+        let s = &self.settings;
+        let lookahead = s.sign_batch.max(2 * s.parts_in_flight).max(1) as u32;
+        PartHasher::start(path, plan, HashOptions { sha256, lookahead })
     }
 
     /// A client for the store: connect timeout only; keep-alive pool.
@@ -225,6 +240,22 @@ impl<'a> Run<'a> {
 
     fn interrupted(&self) -> TransferError {
         TransferError::Interrupted { path: self.path() }
+    }
+
+    fn hash_failed(&self, e: HashError) -> TransferError {
+        e.into_transfer(&self.job.manuscript.path)
+    }
+
+    /// The MD5 of part `n`, waiting for the hasher (or until `cancel`).
+    async fn part_md5(
+        &self,
+        n: u32,
+        cancel: &CancellationToken,
+    ) -> Result<[u8; 16], TransferError> {
+        tokio::select! {
+            r = self.job.hasher.md5(n) => r.map_err(|e| self.hash_failed(e)),
+            _ = cancel.cancelled() => Err(self.interrupted()),
+        }
     }
 
     /// `what` could not connect: marks the upload offline (once per request, through
@@ -438,8 +469,12 @@ impl<'a> Run<'a> {
 
     async fn single(&self) -> Result<UploadResult, TransferError> {
         let m = self.job.manuscript;
-        let md5 = self.job.digest.content_md5(1);
-        let expected = self.job.digest.part_etag(1);
+        // The signed Content-MD5 needs the whole body hashed before the PUT.
+        self.job.meter.set_state(TransferState::Hashing);
+        let digest = self.part_md5(1, self.job.cancel).await?;
+        self.job.meter.set_state(TransferState::Uploading);
+        let md5 = content_md5(&digest);
+        let expected = hex::encode(digest);
         // The last URL signed, reused for retries while it is valid.
         let last: Mutex<Option<(crate::api::uploads::PresignedPut, Instant)>> = Mutex::new(None);
         let (last_ref, md5_ref) = (&last, &md5);
@@ -538,7 +573,6 @@ impl<'a> Run<'a> {
         let PartPlan::Multipart { part_size, .. } = plan else {
             return self.single().await;
         };
-        let digest = self.job.digest;
         let count = plan.part_count();
         let mut done: BTreeMap<u32, String> = BTreeMap::new();
         let (upload_id, object_key) = match resume {
@@ -548,13 +582,14 @@ impl<'a> Run<'a> {
                         self.session.api.list_parts(&r.upload_id, &r.object_key)
                     })
                     .await?;
+                // Kept if the size fits; whether the bytes still match is checked as the
+                // hasher reaches each of them (see `check_stored`).
                 for p in stored {
                     if p.part_number >= 1
                         && p.part_number <= count
                         && p.size == plan.part_range(p.part_number).1
-                        && super::plan::normalize_etag(&p.etag) == digest.part_etag(p.part_number)
                     {
-                        done.insert(p.part_number, digest.part_etag(p.part_number));
+                        done.insert(p.part_number, super::plan::normalize_etag(&p.etag));
                     }
                 }
                 self.stats(|s| s.parts_skipped = done.len() as u32);
@@ -594,6 +629,7 @@ impl<'a> Run<'a> {
             }
         };
         let already: u64 = done.keys().map(|n| plan.part_range(*n).1).sum();
+        let kept: Vec<(u32, String)> = done.iter().map(|(n, e)| (*n, e.clone())).collect();
         self.job.meter.set_done(already);
         let pending: VecDeque<u32> = (1..=count).filter(|n| !done.contains_key(n)).collect();
         let shared = PartsShared {
@@ -607,9 +643,12 @@ impl<'a> Run<'a> {
         };
         let workers = (0..self.session.settings.parts_in_flight.max(1))
             .map(|_| self.part_worker(&shared, &upload_id, &object_key));
-        let results = futures::future::join_all(workers).await;
+        let (checked, results) = tokio::join!(
+            self.check_stored(&kept, &shared.stop),
+            futures::future::join_all(workers)
+        );
         // The first real error wins over the "interrupted" of the workers it stopped.
-        let mut first_err = None;
+        let mut first_err = checked.err();
         for r in results {
             if let Err(e) = r {
                 let interrupted = matches!(e, TransferError::Interrupted { .. });
@@ -640,7 +679,11 @@ impl<'a> Run<'a> {
                 self.session.api.complete(&upload_id, &object_key, &parts)
             })
             .await?;
-        let expected = digest.expected_etag(&plan);
+        let md5s = tokio::select! {
+            r = self.job.hasher.part_md5s() => r.map_err(|e| self.hash_failed(e))?,
+            _ = self.job.cancel.cancelled() => return Err(self.interrupted()),
+        };
+        let expected = expected_etag(&md5s, true);
         let got = super::plan::normalize_etag(&completed.etag);
         if got != expected || completed.size != m.size {
             return Err(TransferError::Integrity {
@@ -656,6 +699,32 @@ impl<'a> Run<'a> {
         })
     }
 
+    /// Compares the parts the server already had with the file's MD5s as the hasher
+    /// reaches them; a difference stops the upload ([`TransferError::SentPartChanged`]).
+    async fn check_stored(
+        &self,
+        kept: &[(u32, String)],
+        stop: &CancellationToken,
+    ) -> Result<(), TransferError> {
+        for (n, etag) in kept {
+            let md5 = match self.part_md5(*n, stop).await {
+                Ok(md5) => md5,
+                Err(e) => {
+                    stop.cancel();
+                    return Err(e);
+                }
+            };
+            if hex::encode(md5) != *etag {
+                stop.cancel();
+                return Err(TransferError::SentPartChanged {
+                    path: self.path(),
+                    part: *n,
+                });
+            }
+        }
+        Ok(())
+    }
+
     async fn part_worker(
         &self,
         shared: &PartsShared,
@@ -663,7 +732,6 @@ impl<'a> Run<'a> {
         object_key: &str,
     ) -> Result<(), TransferError> {
         let plan = self.job.plan;
-        let digest = self.job.digest;
         loop {
             if shared.stop.is_cancelled() {
                 return Err(self.interrupted());
@@ -675,12 +743,19 @@ impl<'a> Run<'a> {
             let Some(n) = next else { return Ok(()) };
             let (offset, len) = plan.part_range(n);
             let what = format!("uploading part {n}");
+            let md5 = match self.part_md5(n, &shared.stop).await {
+                Ok(md5) => md5,
+                Err(e) => {
+                    shared.stop.cancel();
+                    return Err(e);
+                }
+            };
             let result = self
                 .put_with_retries(
                     &what,
                     offset,
                     len,
-                    &digest.part_etag(n),
+                    &hex::encode(md5),
                     &shared.stop,
                     |fresh| self.part_url(shared, upload_id, object_key, n, fresh),
                 )
@@ -703,7 +778,7 @@ impl<'a> Run<'a> {
     }
 
     /// A URL for part `n`: a cached one still valid, else a batch signed now (this part
-    /// and the next pending ones).
+    /// and the next pending ones whose MD5 the hasher already has).
     async fn part_url(
         &self,
         shared: &PartsShared,
@@ -733,14 +808,14 @@ impl<'a> Run<'a> {
                     .signed
                     .get(p)
                     .is_some_and(|(s, at)| still_valid(*at, s.expires_in));
-                if !valid {
+                if !valid && self.job.hasher.known_md5(*p).is_some() {
                     batch.push(*p);
                 }
             }
         }
         let request: Vec<(u32, String)> = batch
             .iter()
-            .map(|p| (*p, self.job.digest.content_md5(*p)))
+            .filter_map(|p| Some((*p, content_md5(&self.job.hasher.known_md5(*p)?))))
             .collect();
         let signed = self
             .api("signing part URLs", || {
