@@ -75,6 +75,16 @@ pub enum ErrorCode {
     DuplicateUpload,
     /// Another process (another `rohimaya`, the app) is uploading this queue item.
     QueueItemBusy,
+    /// The watcher's tables in `state.db` cannot be opened or written.
+    WatchStateUnavailable,
+    /// The folder cannot be watched (not a folder, cannot be read, a bad ignore pattern).
+    WatchFolderInvalid,
+    /// No watched folder has this path.
+    WatchFolderUnknown,
+    /// The folder (or a folder containing it) is already watched.
+    WatchFolderAlreadyWatched,
+    /// The OS file-system watcher could not be started.
+    WatcherFailed,
 }
 
 impl ErrorCode {
@@ -116,6 +126,11 @@ impl ErrorCode {
             ErrorCode::QueueItemUnknown => "queue_item_unknown",
             ErrorCode::DuplicateUpload => "duplicate_upload",
             ErrorCode::QueueItemBusy => "queue_item_busy",
+            ErrorCode::WatchStateUnavailable => "watch_state_unavailable",
+            ErrorCode::WatchFolderInvalid => "watch_folder_invalid",
+            ErrorCode::WatchFolderUnknown => "watch_folder_unknown",
+            ErrorCode::WatchFolderAlreadyWatched => "watch_folder_already_watched",
+            ErrorCode::WatcherFailed => "watcher_failed",
         }
     }
 }

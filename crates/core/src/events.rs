@@ -105,6 +105,10 @@ pub enum Event {
         transfer_id: String,
         notice: TransferNotice,
     },
+    /// A watched-folder activity-log entry (seen, ignored, waited, queued, uploaded...).
+    WatchActivity(crate::watch::Activity),
+    /// A watched folder's state changed (unavailable, available again, paused).
+    WatchFolderState(crate::watch::WatchedFolder),
 }
 
 /// The bus: cheap to clone; every clone publishes to the same subscribers.
