@@ -9,6 +9,7 @@ mod output;
 mod progress;
 mod queue;
 mod upload;
+mod watch;
 
 use clap::{Parser, Subcommand};
 
@@ -45,6 +46,8 @@ enum Command {
     Upload(upload::UploadArgs),
     /// Show and control the upload queue.
     Queue(queue::QueueArgs),
+    /// Watched folders: manuscripts dropped in are uploaded once, whole.
+    Watch(watch::WatchArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -100,6 +103,10 @@ fn main() -> std::process::ExitCode {
             Command::Queue(args) => {
                 let json = args.json();
                 output::finish(queue::run(profile, args).await, json)
+            }
+            Command::Watch(args) => {
+                let json = args.json();
+                output::finish(watch::run(profile, args).await, json)
             }
         }
     })

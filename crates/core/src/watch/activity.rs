@@ -59,6 +59,22 @@ impl ActivityKind {
         }
     }
 
+    /// Worth a line without `--verbose`: what was handed on, uploaded, failed or lost,
+    /// and folders coming and going (not seen/ignored/waited/duplicate).
+    pub fn is_notable(self) -> bool {
+        matches!(
+            self,
+            ActivityKind::Queued
+                | ActivityKind::NewVersion
+                | ActivityKind::Uploaded
+                | ActivityKind::Moved
+                | ActivityKind::Failed
+                | ActivityKind::Dropped
+                | ActivityKind::Unavailable
+                | ActivityKind::Available
+        )
+    }
+
     pub fn parse(s: &str) -> Option<Self> {
         Some(match s {
             "seen" => ActivityKind::Seen,

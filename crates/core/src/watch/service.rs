@@ -219,6 +219,10 @@ impl WatchService {
                         next_tick = Instant::now() + due.unwrap_or(far);
                     }
                     self.after_step().await;
+                    // What the queue did with the files handed to it (uploaded: move?).
+                    if let Err(e) = self.follow_queue().await {
+                        tracing::warn!("watch: {e}");
+                    }
                 }
             }
         }
@@ -250,12 +254,9 @@ impl WatchService {
         Ok(())
     }
 
-    /// Hands pending files to the queue and records what the queue did with earlier ones.
+    /// Hands pending files to the queue.
     async fn after_step(&self) {
         if let Err(e) = self.upload_pending().await {
-            tracing::warn!("watch: {e}");
-        }
-        if let Err(e) = self.follow_queue().await {
             tracing::warn!("watch: {e}");
         }
     }
