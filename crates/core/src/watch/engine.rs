@@ -110,6 +110,8 @@ pub struct WatchEngine {
     reported: HashMap<PathBuf, (u64, i64)>,
     /// Pending files whose "cannot upload yet" reason was logged (with the reason).
     deferred: HashMap<PathBuf, String>,
+    /// New pending files since [`WatchEngine::take_new_pending`] was last called.
+    new_pending: bool,
 }
 
 impl std::fmt::Debug for WatchEngine {
@@ -158,6 +160,8 @@ impl WatchEngine {
             known,
             reported: HashMap::new(),
             deferred: HashMap::new(),
+            // Pending rows from an earlier run are new to this one.
+            new_pending: true,
         })
     }
 
@@ -808,10 +812,17 @@ impl WatchEngine {
             last_error: None,
         })?;
         self.known.insert(path.to_path_buf(), version);
+        self.new_pending = true;
         Ok(())
     }
 
     // ---- the upload side ----
+
+    /// Whether files became pending since the last call (the service then hands them to
+    /// the queue at once instead of waiting for its periodic retry).
+    pub fn take_new_pending(&mut self) -> bool {
+        std::mem::take(&mut self.new_pending)
+    }
 
     /// Stable files waiting to enter the upload queue (none while paused).
     pub fn pending(&self) -> Result<Vec<PendingUpload>, WatchError> {

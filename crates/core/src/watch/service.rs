@@ -37,6 +37,9 @@ use crate::queue::{Enqueued, ItemState, QueueError, QueueRunner};
 pub const DEBOUNCE: Duration = Duration::from_millis(200);
 /// How often pending files and the queue's progress are looked at.
 const HOUSEKEEPING: Duration = Duration::from_millis(250);
+/// How often pending files that could not enter the queue (signed out, queue busy) are
+/// tried again.
+const PENDING_RETRY: Duration = Duration::from_secs(10);
 /// Event batches in flight from the notify thread.
 const EVENT_BATCHES: usize = 256;
 
@@ -182,6 +185,9 @@ impl WatchService {
         rescan.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut housekeeping = tokio::time::interval(HOUSEKEEPING);
         housekeeping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut pending_retry =
+            tokio::time::interval_at(Instant::now() + PENDING_RETRY, PENDING_RETRY);
+        pending_retry.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 _ = stop.cancelled() => break,
@@ -212,6 +218,7 @@ impl WatchService {
                     let due = self.step(|e| { e.scan_all(); e.next_due() }).await?;
                     next_tick = Instant::now() + due.unwrap_or(far);
                 }
+                _ = pending_retry.tick() => self.retry_pending().await,
                 _ = housekeeping.tick() => {
                     if lost.swap(false, Ordering::SeqCst) {
                         tracing::debug!("watch: events were lost; re-scanning");
@@ -254,8 +261,17 @@ impl WatchService {
         Ok(())
     }
 
-    /// Hands pending files to the queue.
+    /// Hands new pending files to the queue.
     async fn after_step(&self) {
+        match self.step(|e| e.take_new_pending()).await {
+            Ok(true) => self.retry_pending().await,
+            Ok(false) => {}
+            Err(e) => tracing::warn!("watch: {e}"),
+        }
+    }
+
+    /// Hands every pending file to the queue (new ones, and those that waited).
+    async fn retry_pending(&self) {
         if let Err(e) = self.upload_pending().await {
             tracing::warn!("watch: {e}");
         }
@@ -263,6 +279,20 @@ impl WatchService {
 
     async fn upload_pending(&self) -> Result<(), WatchError> {
         let pending = self.step(|e| e.pending()).await??;
+        if self.queue.is_none() {
+            // Signed out: each waits (logged once), in one engine step.
+            return self
+                .step(move |e| {
+                    for p in pending {
+                        e.deferred(
+                            &p,
+                            "not signed in; it is uploaded when `rohimaya watch run` (or the app) runs signed in",
+                        )?;
+                    }
+                    Ok(())
+                })
+                .await?;
+        }
         for p in pending {
             self.upload_one(p).await?;
         }
@@ -271,14 +301,7 @@ impl WatchService {
 
     async fn upload_one(&self, p: PendingUpload) -> Result<(), WatchError> {
         let Some(queue) = self.queue.clone() else {
-            return self
-                .step(move |e| {
-                    e.deferred(
-                        &p,
-                        "not signed in; it is uploaded when `rohimaya watch run` (or the app) runs signed in",
-                    )
-                })
-                .await?;
+            return Ok(());
         };
         let folder = p.folder_id;
         let options = self.step(move |e| e.job_options(folder)).await?;
