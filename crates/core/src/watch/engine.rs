@@ -238,11 +238,11 @@ impl WatchEngine {
         settings.stability_window = self.settings.stability_window;
         settings.rescan_interval = self.settings.rescan_interval;
         settings.folder_check_interval = self.settings.folder_check_interval;
-        let active_before: Vec<i64> = self
+        let active_before: Vec<(i64, PathBuf)> = self
             .folders
             .values()
             .filter(|f| self.active(f))
-            .map(|f| f.folder.id)
+            .map(|f| (f.folder.id, f.folder.path.clone()))
             .collect();
         self.settings = settings;
         let mut next = BTreeMap::new();
@@ -273,38 +273,25 @@ impl WatchEngine {
             .map(|f| f.folder.id)
             .collect();
         for f in self.folders.values() {
-            if active_now.contains(&f.folder.id) && !active_before.contains(&f.folder.id) {
+            if active_now.contains(&f.folder.id)
+                && !active_before.iter().any(|(id, _)| *id == f.folder.id)
+            {
                 changes
                     .start
                     .push((f.folder.id, f.folder.path.clone(), f.folder.recursive));
             }
         }
-        for id in &active_before {
-            if !active_now.contains(id) {
+        for (id, path) in active_before {
+            if !active_now.contains(&id) {
                 // Removed or paused: its waiting files wait for it to be active again.
-                let path = self.candidates_folder_root(*id);
-                self.candidates.retain(|_, c| c.folder_id != *id);
-                if let Some(p) = path {
-                    changes.stop.push(p);
-                }
+                self.candidates.retain(|_, c| c.folder_id != id);
+                changes.stop.push(path);
             }
         }
         if was_paused && !self.settings.paused {
             tracing::debug!("watch: resumed");
         }
         Ok(changes)
-    }
-
-    fn candidates_folder_root(&self, id: i64) -> Option<PathBuf> {
-        self.folders
-            .get(&id)
-            .map(|f| f.folder.path.clone())
-            .or_else(|| {
-                self.candidates
-                    .iter()
-                    .find(|(_, c)| c.folder_id == id)
-                    .map(|(p, _)| p.clone())
-            })
     }
 
     /// Looks at every folder: a missing one becomes unavailable (logged once, its waiting

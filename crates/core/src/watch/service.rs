@@ -17,6 +17,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use notify::event::{AccessKind, AccessMode, EventKind};
 use notify::{RecommendedWatcher, RecursiveMode};
 use notify_debouncer_full::{DebounceEventResult, Debouncer, RecommendedCache, new_debouncer_opt};
 use tokio::time::Instant;
@@ -147,6 +148,12 @@ impl WatchService {
                 for e in events {
                     if e.need_rescan() {
                         lost_in.store(true, Ordering::SeqCst);
+                    }
+                    // Opens and reads (ours too: scans open folders, hashing opens files)
+                    // change nothing; a writer closing its file does.
+                    if matches!(e.event.kind, EventKind::Access(a) if a != AccessKind::Close(AccessMode::Write))
+                    {
+                        continue;
                     }
                     paths.extend(e.event.paths);
                 }

@@ -539,3 +539,30 @@ fn paused_folders_consider_nothing_until_resumed() {
     r.settle();
     assert_eq!(r.pending(), vec![PathBuf::from("/w/Book.txt")]);
 }
+
+#[test]
+fn a_removed_folder_stops_being_watched_and_keeps_its_memory() {
+    let mut r = rig();
+    r.fs.write("/w/Book.txt", b"words");
+    r.events();
+    r.settle();
+    r.upload_all();
+    r.fs.write("/w/Waiting.txt", b"more words");
+    r.events();
+    let id = ok(r.store.folders())[0].id;
+    ok(r.store.remove_folder(id));
+    let c = ok(r.engine.refresh_folders());
+    assert_eq!(c.stop, vec![PathBuf::from("/w")]);
+    assert!(r.engine.waiting().is_empty());
+    r.settle();
+    assert!(r.pending().is_empty());
+    // Added again: what was uploaded is not uploaded twice; the new file is.
+    ok(r.store.add_folder(&FolderConfig {
+        path: "/w".into(),
+        recursive: true,
+        ..FolderConfig::default()
+    }));
+    r.start();
+    r.settle();
+    assert_eq!(r.pending(), vec![PathBuf::from("/w/Waiting.txt")]);
+}
