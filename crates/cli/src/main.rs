@@ -10,6 +10,7 @@ mod output;
 mod progress;
 mod queue;
 mod upload;
+mod watch;
 
 use clap::{Parser, Subcommand};
 
@@ -48,6 +49,8 @@ enum Command {
     Queue(queue::QueueArgs),
     /// The offline library of downloaded audiobooks (works without network or sign-in).
     Library(library::LibraryArgs),
+    /// Watched folders: manuscripts dropped in are uploaded once, whole.
+    Watch(watch::WatchArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -107,6 +110,10 @@ fn main() -> std::process::ExitCode {
             Command::Library(args) => {
                 let json = args.json();
                 output::finish(library::run(args), json)
+            }
+            Command::Watch(args) => {
+                let json = args.json();
+                output::finish(watch::run(profile, args).await, json)
             }
         }
     })

@@ -196,6 +196,8 @@ impl View {
                 transfer_id,
                 notice,
             } => self.notice(&transfer_id, notice),
+            // Watched-folder events are shown by `rohimaya watch run`.
+            Event::WatchActivity(_) | Event::WatchFolderState(_) => {}
             // Jobs and sessions are the app's; the CLI reports transfers only.
             _ => {}
         }

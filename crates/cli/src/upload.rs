@@ -142,6 +142,7 @@ pub async fn run(profile: Option<&str>, args: UploadArgs) -> Outcome {
         voice: args.voice.clone(),
         format: args.format.clone(),
         bitrate: None,
+        mode: None,
     };
     let mut ids = Vec::new();
     let mut report = Vec::new();

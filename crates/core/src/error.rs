@@ -97,6 +97,16 @@ pub enum ErrorCode {
     DestinationExists,
     /// The download could not be written to disk (permissions, I/O error, disk full).
     DiskWriteFailed,
+    /// The watcher's tables in `state.db` cannot be opened or written.
+    WatchStateUnavailable,
+    /// The folder cannot be watched (not a folder, cannot be read, a bad ignore pattern).
+    WatchFolderInvalid,
+    /// No watched folder has this path.
+    WatchFolderUnknown,
+    /// The folder (or a folder containing it) is already watched.
+    WatchFolderAlreadyWatched,
+    /// The OS file-system watcher could not be started.
+    WatcherFailed,
 }
 
 impl ErrorCode {
@@ -148,6 +158,11 @@ impl ErrorCode {
             ErrorCode::NotEnoughSpace => "not_enough_space",
             ErrorCode::DestinationExists => "destination_exists",
             ErrorCode::DiskWriteFailed => "disk_write_failed",
+            ErrorCode::WatchStateUnavailable => "watch_state_unavailable",
+            ErrorCode::WatchFolderInvalid => "watch_folder_invalid",
+            ErrorCode::WatchFolderUnknown => "watch_folder_unknown",
+            ErrorCode::WatchFolderAlreadyWatched => "watch_folder_already_watched",
+            ErrorCode::WatcherFailed => "watcher_failed",
         }
     }
 }

@@ -141,6 +141,10 @@ pub enum Event {
         email: Option<String>,
         reason: Option<String>,
     },
+    /// A watched-folder activity-log entry (seen, ignored, waited, queued, uploaded...).
+    WatchActivity(crate::watch::Activity),
+    /// A watched folder's state changed (unavailable, available again, paused).
+    WatchFolderState(crate::watch::WatchedFolder),
 }
 
 /// The bus: cheap to clone; every clone publishes to the same subscribers.

@@ -18,5 +18,6 @@ pub mod queue;
 pub mod secrets;
 pub mod status;
 pub mod transfer;
+pub mod watch;
 
 pub use error::{CoreError, ErrorCode};

@@ -20,4 +20,8 @@ format: string | null,
 /**
  * e.g. `128k` (the engine's default).
  */
-bitrate: string | null, };
+bitrate: string | null, 
+/**
+ * single_voice, dual_voice or findaway (default single_voice).
+ */
+mode: string | null, };

@@ -264,6 +264,9 @@ pub struct JobOptions {
     pub format: Option<String>,
     /// e.g. `128k` (the engine's default).
     pub bitrate: Option<String>,
+    /// single_voice, dual_voice or findaway (default single_voice).
+    #[serde(default)]
+    pub mode: Option<String>,
 }
 
 impl JobOptions {
@@ -467,7 +470,7 @@ impl UploadsApi {
             "title": options.title_for(file_name),
             "source_type": "upload",
             "source_path": object_key,
-            "mode": "single_voice",
+            "mode": options.mode.clone().unwrap_or_else(|| "single_voice".into()),
             "tts_provider": "openai",
             "narrator_voice_id": options.voice.clone().unwrap_or_else(|| "alloy".into()),
             "audio_format": options.format.clone().unwrap_or_else(|| "mp3".into()),
