@@ -80,7 +80,8 @@ def main():
     p.add_argument("--size", type=int, default=GIB)
     p.add_argument("--runs", type=int, default=3)
     p.add_argument("--connections", default="1,4,8",
-                   help="rohimaya variants: ranged connections per download")
+                   help="rohimaya variants: ranged connections per download; a trailing n (e.g. 4n) "
+                        "skips the flush before the rename")
     p.add_argument("--tools", default="curl,aws,rclone")
     p.add_argument("--tmp", default="/tmp")
     p.add_argument("--out", default="bench/out")
@@ -125,10 +126,13 @@ def main():
         open(rclone_env["RCLONE_CONFIG"], "w").close()
         etag = ds["etag"].strip('"')
         tools = []
-        for c in [c for c in args.connections.split(",") if c]:
-            tools.append((f"rohimaya-{c}c", lambda dest, c=c: (
-                [args.bin, "get", ds["api_url"], ds["token"], ds["job_id"], lib, dest, c, "16"],
-                None)))
+        for variant in [v for v in args.connections.split(",") if v]:
+            # "4" = 4 connections; "4n" = 4 connections without the flush before rename.
+            c = variant.rstrip("n")
+            extra = ["nosync"] if variant.endswith("n") else []
+            tools.append((f"rohimaya-{c}c{'-nosync' if extra else ''}", lambda dest, c=c, extra=extra: (
+                [args.bin, "get", ds["api_url"], ds["token"], ds["job_id"], lib, dest, c, "16",
+                 *extra], None)))
         wanted = args.tools.split(",")
         if "curl" in wanted:
             tools.append(("curl", lambda dest: (["curl", "-sS", "-f", "-o", dest, ds["url"]], None)))
