@@ -7,13 +7,14 @@ use std::path::PathBuf;
 use rohimaya_core::api::uploads::JobOptions;
 use rohimaya_core::client::{
     AboutView, ErrorView, JobAction, PlaybackView, SessionView, SignUpView, TransferAction,
-    UploadOffer,
+    UploadOffer, WatchFolderRequest,
 };
 use rohimaya_core::jobs::JobView;
 use rohimaya_core::library::{Book, LibraryStats, RemoveReport};
 use rohimaya_core::prefs::AppPrefs;
 use rohimaya_core::queue::{CancellationToken, QueueItem};
 use rohimaya_core::status::BackendStatus;
+use rohimaya_core::watch::{Activity, WatchedFolder};
 use tauri::{AppHandle, State};
 use tauri_plugin_autostart::ManagerExt;
 
@@ -238,4 +239,37 @@ pub async fn set_position(
     seconds: f64,
 ) -> Answer<()> {
     view(shell.client()?.set_position(&job_id, track, seconds))
+}
+
+#[tauri::command]
+pub async fn watch_folders(shell: State<'_, Shell>) -> Answer<Vec<WatchedFolder>> {
+    view(shell.client()?.watch_folders())
+}
+
+#[tauri::command]
+pub async fn add_watch_folder(
+    shell: State<'_, Shell>,
+    request: WatchFolderRequest,
+) -> Answer<WatchedFolder> {
+    view(shell.client()?.add_watch_folder(request))
+}
+
+#[tauri::command]
+pub async fn remove_watch_folder(shell: State<'_, Shell>, path: PathBuf) -> Answer<()> {
+    view(shell.client()?.remove_watch_folder(&path))
+}
+
+/// Pauses or resumes one folder (`path`) or all of them.
+#[tauri::command]
+pub async fn pause_watch(
+    shell: State<'_, Shell>,
+    path: Option<PathBuf>,
+    paused: bool,
+) -> Answer<()> {
+    view(shell.client()?.pause_watch(path.as_deref(), paused))
+}
+
+#[tauri::command]
+pub async fn watch_activity(shell: State<'_, Shell>, limit: usize) -> Answer<Vec<Activity>> {
+    view(shell.client()?.watch_activity(limit.min(1000)))
 }

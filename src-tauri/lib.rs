@@ -96,6 +96,11 @@ pub fn run() -> Result<(), tauri::Error> {
             commands::show_book_folder,
             commands::playback,
             commands::set_position,
+            commands::watch_folders,
+            commands::add_watch_folder,
+            commands::remove_watch_folder,
+            commands::pause_watch,
+            commands::watch_activity,
         ])
         .build(tauri::generate_context!())?;
     app.run(|app, event| {

@@ -29,6 +29,7 @@ fn generated() -> Vec<(String, String)> {
         crate::client::AboutView,
         crate::client::PlaybackView,
         crate::client::ChapterView,
+        crate::client::WatchFolderRequest,
         crate::library::Book,
         crate::library::FileRecord,
         crate::library::TrackRecord,

@@ -28,6 +28,9 @@ use crate::library::{
     Book, FileRef, Library, LibraryError, LibraryStats, MediaServer, Position, RemoveReport,
 };
 use crate::queue::{QueueError, QueueItem, QueueRunner};
+use crate::watch::{
+    Activity, AfterUpload, FolderConfig, WatchError, WatchService, WatchStore, WatchedFolder,
+};
 
 /// Why a client call failed.
 #[derive(Debug, thiserror::Error)]
@@ -42,6 +45,8 @@ pub enum ClientError {
     Config(#[from] crate::config::ConfigError),
     #[error(transparent)]
     Library(#[from] LibraryError),
+    #[error(transparent)]
+    Watch(#[from] WatchError),
 }
 
 impl CoreError for ClientError {
@@ -52,6 +57,7 @@ impl CoreError for ClientError {
             ClientError::Queue(e) => e.code(),
             ClientError::Config(e) => e.code(),
             ClientError::Library(e) => e.code(),
+            ClientError::Watch(e) => e.code(),
         }
     }
 }
@@ -156,6 +162,19 @@ pub struct ChapterView {
     pub title: String,
     pub duration_seconds: Option<f64>,
     pub url: String,
+}
+
+/// A folder the user asks to watch, from the app.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
+pub struct WatchFolderRequest {
+    pub path: PathBuf,
+    pub recursive: bool,
+    pub after_upload: AfterUpload,
+    /// Job defaults for files from this folder (voice, format, mode, author).
+    pub options: JobOptions,
+    /// Extra ignore patterns, gitignore syntax.
+    pub ignore: Vec<String>,
 }
 
 /// One file offered for upload and what became of it.
@@ -524,6 +543,51 @@ impl Client {
         Ok(())
     }
 
+    /// The watched folders with their state (watching, paused, unavailable and why).
+    pub fn watch_folders(&self) -> Result<Vec<WatchedFolder>, ClientError> {
+        Ok(self.watch_store()?.folders()?)
+    }
+
+    /// Adds a watched folder; the running watcher scans it within seconds.
+    pub fn add_watch_folder(&self, req: WatchFolderRequest) -> Result<WatchedFolder, ClientError> {
+        let store = self.watch_store()?;
+        Ok(crate::watch::add_folder(
+            &store,
+            FolderConfig {
+                path: req.path,
+                recursive: req.recursive,
+                after_upload: req.after_upload,
+                options: req.options,
+                ignore: req.ignore,
+            },
+        )?)
+    }
+
+    /// Stops watching `path` (its files and their uploads are left alone).
+    pub fn remove_watch_folder(&self, path: &std::path::Path) -> Result<(), ClientError> {
+        crate::watch::remove_folder(&self.watch_store()?, path)?;
+        Ok(())
+    }
+
+    /// Pauses or resumes one folder (`Some`) or all of them.
+    pub fn pause_watch(
+        &self,
+        path: Option<&std::path::Path>,
+        paused: bool,
+    ) -> Result<(), ClientError> {
+        crate::watch::set_paused(&self.watch_store()?, path, paused)?;
+        Ok(())
+    }
+
+    /// The newest entries of the watched folders' activity log, newest last.
+    pub fn watch_activity(&self, limit: usize) -> Result<Vec<Activity>, ClientError> {
+        Ok(self.watch_store()?.recent_activity(limit)?)
+    }
+
+    fn watch_store(&self) -> Result<WatchStore, ClientError> {
+        Ok(WatchStore::open(&self.paths.data_dir.join("state.db"))?)
+    }
+
     /// Stops the background work (the app is quitting); transfers stay resumable.
     pub async fn shutdown(&self) {
         self.close_scope().await;
@@ -585,6 +649,25 @@ impl Client {
         {
             let (jobs, stop) = (jobs.clone(), stop.clone());
             tasks.push(tokio::spawn(async move { jobs.run(&stop).await }));
+        }
+        // Watched folders feed the same queue while someone is signed in; files that
+        // arrive meanwhile are found by the scan at the next start.
+        match self.watch_store().and_then(|store| {
+            Ok(WatchService::new(
+                store,
+                Some(queue.clone()),
+                self.bus.clone(),
+            )?)
+        }) {
+            Ok(watcher) => {
+                let stop = stop.clone();
+                tasks.push(tokio::spawn(async move {
+                    if let Err(e) = watcher.run(&stop).await {
+                        tracing::error!(code = e.code().as_str(), "watched folders stopped: {e}");
+                    }
+                }));
+            }
+            Err(e) => tracing::error!(code = e.code().as_str(), "watched folders: {e}"),
         }
         // A job is created when an upload completes: poll at once instead of waiting.
         {

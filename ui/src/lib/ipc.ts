@@ -20,6 +20,9 @@ import type { SessionView } from '../bindings/SessionView';
 import type { SignUpView } from '../bindings/SignUpView';
 import type { TransferAction } from '../bindings/TransferAction';
 import type { UploadOffer } from '../bindings/UploadOffer';
+import type { Activity } from '../bindings/Activity';
+import type { WatchFolderRequest } from '../bindings/WatchFolderRequest';
+import type { WatchedFolder } from '../bindings/WatchedFolder';
 
 /** The webview event that carries every core event (src-tauri/forward.rs). */
 export const CORE_EVENT = 'core-event';
@@ -87,6 +90,14 @@ export const showBookFolder = (jobId: string): Promise<void> => call('show_book_
 export const playback = (jobId: string): Promise<PlaybackView> => call('playback', { jobId });
 export const setPosition = (jobId: string, track: number | null, seconds: number): Promise<void> =>
   call('set_position', { jobId, track, seconds });
+
+export const watchFolders = (): Promise<WatchedFolder[]> => call('watch_folders');
+export const addWatchFolder = (request: WatchFolderRequest): Promise<WatchedFolder> =>
+  call('add_watch_folder', { request });
+export const removeWatchFolder = (path: string): Promise<void> => call('remove_watch_folder', { path });
+export const pauseWatch = (path: string | null, paused: boolean): Promise<void> =>
+  call('pause_watch', { path, paused });
+export const watchActivity = (limit = 200): Promise<Activity[]> => call('watch_activity', { limit });
 
 /** Calls `handler` with every core event until the returned function is called. */
 export function onCoreEvent(handler: (event: CoreEvent) => void): Promise<UnlistenFn> {

@@ -11,7 +11,7 @@ use serde::Serialize;
 use crate::api::uploads::JobOptions;
 
 /// What happens to a file once its upload finished and its job exists.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize, Default)]
 #[serde(rename_all = "snake_case")]
 #[cfg_attr(test, derive(ts_rs::TS))]
 pub enum AfterUpload {
