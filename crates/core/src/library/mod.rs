@@ -9,8 +9,7 @@
 //!   the repair plan;
 //! - [`remove`]: deletes a book's catalogued files (never anything outside the root) and
 //!   its rows;
-//! - [`sync`]: pure planning of auto-download and "only on this computer", and the polling
-//!   schedule;
+//! - [`sync`]: pure planning of auto-download and "only on this computer";
 //! - [`media`]: [`MediaServer`], the loopback playback server for the app's `<audio>`.
 //!
 //! [`Library`] ties a root folder to a catalog for the shells. This module owns the
@@ -33,7 +32,7 @@ pub use catalog::{
 pub use layout::BookDirs;
 pub use media::MediaServer;
 pub use remove::RemoveReport;
-pub use sync::{GoneReason, PollOutcome, PollSchedule, ServerJob, ServerView, SyncPlan, plan_sync};
+pub use sync::{GoneReason, ServerJob, ServerView, SyncPlan, plan_sync};
 pub use verify::{FileIssue, IssueKind, RepairItem, StrayFile, VerifyOptions, VerifyReport};
 
 use crate::error::{CoreError, ErrorCode};

@@ -1,6 +1,6 @@
 //! Sync planning: given what the server says about this account's jobs and what the
-//! catalog holds, which books to download and which to mark "only on this computer"; and
-//! [`PollSchedule`], how long to wait between looks at the server.
+//! catalog holds, which books to download and which to mark "only on this computer".
+//! When to look at the server is the job feed's (`crate::jobs`), not this module's.
 //!
 //! The rules (docs/library.md):
 //! - a completed job that is not in the library (and not already being downloaded) is
@@ -15,9 +15,7 @@
 //! the marks into the catalog. The shells run the downloads and drive the schedule.
 
 use std::collections::{HashMap, HashSet};
-use std::time::Duration;
 
-use rand::Rng;
 use serde::Serialize;
 
 use super::LibraryError;
@@ -177,83 +175,6 @@ pub fn plan_sync(books: &[Book], server: &ServerView) -> SyncPlan {
     plan
 }
 
-/// What one look at the server found.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PollOutcome {
-    /// Something new (a job completed, a download was started): look again soon.
-    Changed,
-    /// Jobs are still being narrated: look at a moderate pace.
-    Pending,
-    /// Nothing new and nothing running: back off.
-    Idle,
-    /// Offline or the server failed: back off.
-    Failed,
-}
-
-/// How long to wait before the next look at the server: short after a change, doubling
-/// while nothing happens (up to `max`), with ±20 % jitter so many clients do not poll in
-/// step. Never zero, so a driver loop cannot spin.
-#[derive(Debug, Clone, PartialEq)]
-pub struct PollSchedule {
-    min: Duration,
-    max: Duration,
-    pending_max: Duration,
-    current: Duration,
-}
-
-impl Default for PollSchedule {
-    /// 15 s after a change, at most 1 min while jobs are narrated, at most 10 min idle.
-    fn default() -> Self {
-        Self::new(
-            Duration::from_secs(15),
-            Duration::from_secs(60),
-            Duration::from_secs(600),
-        )
-    }
-}
-
-impl PollSchedule {
-    /// `min` <= `pending_max` <= `max` (adjusted if not); `min` is at least 1 s.
-    pub fn new(min: Duration, pending_max: Duration, max: Duration) -> Self {
-        let min = min.max(Duration::from_secs(1));
-        let max = max.max(min);
-        let pending_max = pending_max.clamp(min, max);
-        Self {
-            min,
-            max,
-            pending_max,
-            current: min,
-        }
-    }
-
-    /// The delay after `outcome`, with random jitter.
-    pub fn next(&mut self, outcome: PollOutcome) -> Duration {
-        let jitter = rand::rng().random_range(0.0..=1.0);
-        self.next_with_jitter(outcome, jitter)
-    }
-
-    /// The delay after `outcome`; `jitter` in 0..=1 maps to 0.8x..1.2x.
-    pub fn next_with_jitter(&mut self, outcome: PollOutcome, jitter: f64) -> Duration {
-        self.current = match outcome {
-            PollOutcome::Changed => self.min,
-            PollOutcome::Pending => (self.current * 2).min(self.pending_max),
-            PollOutcome::Idle | PollOutcome::Failed => (self.current * 2).min(self.max),
-        };
-        let factor = 0.8 + 0.4 * jitter.clamp(0.0, 1.0);
-        self.current.mul_f64(factor).max(Duration::from_secs(1))
-    }
-
-    /// Back to the shortest delay (the user asked for a sync, a job was submitted).
-    pub fn reset(&mut self) {
-        self.current = self.min;
-    }
-
-    /// The un-jittered delay the schedule is at.
-    pub fn current(&self) -> Duration {
-        self.current
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -403,32 +324,5 @@ mod tests {
         j.audio_path = None;
         j.audio_format = Some("../x".into());
         assert_eq!(j.format(), "mp3");
-    }
-
-    #[test]
-    fn poll_schedule_backs_off_and_resets() {
-        let s = Duration::from_secs;
-        let mut p = PollSchedule::new(s(10), s(40), s(300));
-        assert_eq!(p.next_with_jitter(PollOutcome::Idle, 0.5), s(20));
-        assert_eq!(p.next_with_jitter(PollOutcome::Idle, 0.5), s(40));
-        assert_eq!(p.next_with_jitter(PollOutcome::Failed, 0.5), s(80));
-        for _ in 0..10 {
-            p.next_with_jitter(PollOutcome::Idle, 0.5);
-        }
-        assert_eq!(p.current(), s(300));
-        assert_eq!(p.next_with_jitter(PollOutcome::Idle, 1.0), s(360));
-        assert_eq!(p.next_with_jitter(PollOutcome::Pending, 0.5), s(40));
-        assert_eq!(p.next_with_jitter(PollOutcome::Changed, 0.0), s(8));
-        p.next_with_jitter(PollOutcome::Idle, 0.5);
-        p.reset();
-        assert_eq!(p.current(), s(10));
-        let mut tiny = PollSchedule::new(Duration::ZERO, Duration::ZERO, Duration::ZERO);
-        for o in [
-            PollOutcome::Changed,
-            PollOutcome::Idle,
-            PollOutcome::Pending,
-        ] {
-            assert!(tiny.next(o) >= s(1), "never a busy loop");
-        }
     }
 }
