@@ -20,6 +20,10 @@
 //!   overrides of a presigned GET.
 //! - GetObject honours `If-Match` (412 `PreconditionFailed` when the object's ETag is
 //!   another; s3s-fs ignores it), so a resumed ranged download never splices two versions.
+//! - Listings never fail because an object was deleted while they walked the directories
+//!   (s3s-fs answers 500 when an entry vanishes between `readdir` and `stat`): deletes wait
+//!   for running listings and listings for running deletes (a fair read/write gate; deletes
+//!   are short, uploads do not take it).
 
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
@@ -116,6 +120,8 @@ struct PartRecord {
 pub struct R2Fs {
     inner: s3s_fs::FileSystem,
     root: PathBuf,
+    /// Listings hold it shared, deletes exclusively (see the module docs).
+    listing_gate: tokio::sync::RwLock<()>,
 }
 
 impl R2Fs {
@@ -129,7 +135,11 @@ impl R2Fs {
             .map_err(|e| StoreError::Transport(format!("cannot open the store: {e:?}")))?;
         std::fs::create_dir_all(root.join(RECORDS))
             .map_err(|e| StoreError::Transport(format!("cannot create the upload records: {e}")))?;
-        Ok(Self { inner, root })
+        Ok(Self {
+            inner,
+            root,
+            listing_gate: tokio::sync::RwLock::new(()),
+        })
     }
 
     fn upload_dir(&self, upload_id: &uuid::Uuid) -> PathBuf {
@@ -371,6 +381,7 @@ impl S3 for R2Fs {
         &self,
         req: S3Request<DeleteBucketInput>,
     ) -> S3Result<S3Response<DeleteBucketOutput>> {
+        let _gate = self.listing_gate.write().await;
         self.inner.delete_bucket(req).await
     }
 
@@ -378,6 +389,7 @@ impl S3 for R2Fs {
         &self,
         req: S3Request<DeleteObjectInput>,
     ) -> S3Result<S3Response<DeleteObjectOutput>> {
+        let _gate = self.listing_gate.write().await;
         self.inner.delete_object(req).await
     }
 
@@ -385,6 +397,7 @@ impl S3 for R2Fs {
         &self,
         req: S3Request<DeleteObjectsInput>,
     ) -> S3Result<S3Response<DeleteObjectsOutput>> {
+        let _gate = self.listing_gate.write().await;
         self.inner.delete_objects(req).await
     }
 
@@ -460,6 +473,7 @@ impl S3 for R2Fs {
     ) -> S3Result<S3Response<ListObjectsOutput>> {
         let bucket = req.input.bucket.clone();
         let url = wants_url_encoding(req.input.encoding_type.as_ref());
+        let _gate = self.listing_gate.read().await;
         let mut res = self.inner.list_objects(req).await?;
         let o = &mut res.output;
         self.fill_etags(&bucket, o.contents.as_mut()).await;
@@ -483,6 +497,7 @@ impl S3 for R2Fs {
     ) -> S3Result<S3Response<ListObjectsV2Output>> {
         let bucket = req.input.bucket.clone();
         let url = wants_url_encoding(req.input.encoding_type.as_ref());
+        let _gate = self.listing_gate.read().await;
         let mut res = self.inner.list_objects_v2(req).await?;
         let o = &mut res.output;
         self.fill_etags(&bucket, o.contents.as_mut()).await;
