@@ -141,6 +141,11 @@ pub enum Event {
         email: Option<String>,
         reason: Option<String>,
     },
+    /// The offline library changed: a book was catalogued (its files landed) or its
+    /// server state changed ("only on this computer").
+    LibraryChanged {
+        job_id: String,
+    },
 }
 
 /// The bus: cheap to clone; every clone publishes to the same subscribers.
