@@ -4,6 +4,7 @@
 
 mod account;
 mod devstack;
+mod download;
 mod jobs;
 mod library;
 mod output;
@@ -48,6 +49,8 @@ enum Command {
     Queue(queue::QueueArgs),
     /// The offline library of downloaded audiobooks (works without network or sign-in).
     Library(library::LibraryArgs),
+    /// Download finished audiobooks into the offline library (resumable, verified).
+    Download(download::DownloadArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -106,7 +109,11 @@ fn main() -> std::process::ExitCode {
             }
             Command::Library(args) => {
                 let json = args.json();
-                output::finish(library::run(args), json)
+                output::finish(library::run(profile, args).await, json)
+            }
+            Command::Download(args) => {
+                let json = args.json;
+                output::finish(download::run(profile, args).await, json)
             }
         }
     })

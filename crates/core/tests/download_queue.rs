@@ -188,6 +188,12 @@ impl Bed {
 
     /// Uploads the fixture manuscript, creates a job and waits for the simulator.
     async fn finished_job(&self) -> FinishedJob {
+        self.finished_job_named("The Lighthouse Keeper's Daughter", "Ada Quill")
+            .await
+    }
+
+    /// Like [`Bed::finished_job`], with the title and author the server will report.
+    async fn finished_job_named(&self, title: &str, author: &str) -> FinishedJob {
         let backend = self.devstack.backend();
         let key = format!(
             "manuscripts/{}/{}/lighthouse.txt",
@@ -211,7 +217,7 @@ impl Bed {
             .post(format!("{}/jobs", self.endpoints.api_url))
             .bearer_auth(&self.token)
             .json(&serde_json::json!({
-                "title": "The Lighthouse Keeper's Daughter", "author": "Ada Quill",
+                "title": title, "author": author,
                 "source_type": "upload", "source_path": key, "mode": "single_voice",
                 "tts_provider": "openai", "narrator_voice_id": "alloy", "audio_format": "mp3",
             }))
@@ -544,4 +550,97 @@ async fn a_job_deleted_on_the_server_is_kept_and_marked_only_local() {
         Some(ServerState::Available)
     );
     assert_eq!(walk(&bed.library()), files_before, "sync never deletes");
+}
+
+#[tokio::test]
+async fn hostile_names_and_a_lying_size_never_write_outside_the_library() {
+    let bed = bed(|_| {}).await;
+    // Long names: the engine caps titles at 200 characters and the devstack's simulator
+    // cannot store audio under a key built from a 150-character title, so 5,000-character
+    // names are covered by the library's own tests of `plan_book`, not here.
+    let names = [
+        ("../../x", "../../.."),
+        ("/etc/passwd", "/root"),
+        ("CON.wav", "NUL"),
+        ("a\u{0000}b", "c\u{0000}d"),
+    ];
+    let bus = EventBus::new();
+    let queue = bed.queue(&bus, 0);
+    let mut ids = Vec::new();
+    for (title, author) in names {
+        let f = bed.finished_job_named(title, author).await;
+        ids.push(f.id.clone());
+        queue
+            .enqueue_job(&bed.job(&f.id).await, DownloadChoice::All)
+            .await
+            .unwrap_or_else(|e| panic!("{title:?}: {e}"));
+    }
+    // One more whose store object is not the size the server announces.
+    let liar = bed.finished_job_named("Liar", "L").await;
+    let liar_job = bed.job(&liar.id).await;
+    queue
+        .enqueue_job(&liar_job, DownloadChoice::Book)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    bed.devstack
+        .backend()
+        .store
+        .put_object(
+            &bed.bucket(),
+            &liar.audio_path,
+            Bytes::from(vec![7u8; (liar.size + 4096) as usize]),
+            "audio/wav",
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    queue
+        .run_until_idle(&CancellationToken::new())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+
+    let root = bed.library();
+    for item in queue.list().unwrap_or_default() {
+        if item.job_id == liar.id {
+            assert_eq!(item.state, DownloadState::Failed, "{item:?}");
+            assert_eq!(
+                item.error_code.as_deref(),
+                Some("integrity_mismatch"),
+                "{item:?}"
+            );
+            let msg = item.error_message.clone().unwrap_or_default();
+            assert!(msg.contains("nothing was kept"), "{msg}");
+        } else {
+            assert_eq!(item.state, DownloadState::Completed, "{item:?}");
+            assert!(
+                !item.rel_path.split('/').any(|c| c == ".." || c.is_empty()),
+                "{item:?}"
+            );
+            for c in item.rel_path.split('/') {
+                assert!(c.len() <= 255, "a component too long for the disk: {c}");
+                assert!(!c.contains('\0'), "{c:?}");
+            }
+        }
+    }
+    for id in &ids {
+        assert!(
+            queue.library().catalog().get(id).ok().flatten().is_some(),
+            "{id} catalogued"
+        );
+    }
+    // Nothing anywhere in the test's folder outside the devstack's data and the library.
+    let canonical_root = root.canonicalize().unwrap_or_else(|e| panic!("{e}"));
+    for p in walk(bed.dir.path()) {
+        let p = p.canonicalize().unwrap_or(p);
+        let allowed = p.starts_with(&canonical_root)
+            || p.starts_with(bed.dir.path().join("devstack"))
+            || p.starts_with(bed.dir.path().join("data"));
+        assert!(allowed, "a file outside the library: {}", p.display());
+        assert!(
+            p.extension().is_none_or(|e| e != "part"),
+            "a .part left: {}",
+            p.display()
+        );
+    }
+    assert!(!root.join("x").exists() || root.join("x").starts_with(&root));
+    assert!(!Path::new("/etc/passwd.wav").exists());
 }
