@@ -1,5 +1,6 @@
-//! `rohimaya library [list|show ID|path|verify [--deep]|remove ID --yes] [--json]`: the
-//! offline library (`rohimaya_core::library`). Needs no network and no sign-in. The
+//! `rohimaya library [list|show ID|path|verify [--deep]|remove ID --yes|sync|repair]
+//! [--json]`: the offline library (`rohimaya_core::library`). Needs no network and no
+//! sign-in, except `sync` and `repair`, which download (see [`crate::download`]). The
 //! `--json` shapes are stable and documented in docs/cli.md. Exit codes: 0 done (for
 //! verify: the library is clean), 1 a failure (for verify: problems found), 2 usage.
 
@@ -47,11 +48,21 @@ enum LibraryAction {
         #[arg(long)]
         yes: bool,
     },
+    /// Download every finished job not yet here; books the server no longer has are kept
+    /// and marked "only on this computer" (nothing is ever deleted). Needs sign-in.
+    Sync,
+    /// Verify, then download the missing or changed files again. Needs sign-in.
+    Repair,
 }
 
-pub fn run(args: LibraryArgs) -> Outcome {
-    let library = Library::for_paths(&Paths::from_env())?;
+pub async fn run(profile: Option<&str>, args: LibraryArgs) -> Outcome {
     let json = args.json;
+    match args.action {
+        Some(LibraryAction::Sync) => return crate::download::sync(profile, json).await,
+        Some(LibraryAction::Repair) => return crate::download::repair(profile, json).await,
+        _ => {}
+    }
+    let library = Library::for_paths(&Paths::from_env())?;
     match args.action.unwrap_or(LibraryAction::List { search: None }) {
         LibraryAction::List { search } => {
             let books = match search.as_deref() {
@@ -156,6 +167,8 @@ pub fn run(args: LibraryArgs) -> Outcome {
             );
             Ok(())
         }
+        // Handled above (they need the network and a session).
+        LibraryAction::Sync | LibraryAction::Repair => Ok(()),
     }
 }
 

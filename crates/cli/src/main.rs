@@ -4,6 +4,7 @@
 
 mod account;
 mod devstack;
+mod download;
 mod jobs;
 mod library;
 mod output;
@@ -51,6 +52,8 @@ enum Command {
     Library(library::LibraryArgs),
     /// Watched folders: manuscripts dropped in are uploaded once, whole.
     Watch(watch::WatchArgs),
+    /// Download finished audiobooks into the offline library (resumable, verified).
+    Download(download::DownloadArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -109,7 +112,11 @@ fn main() -> std::process::ExitCode {
             }
             Command::Library(args) => {
                 let json = args.json();
-                output::finish(library::run(args), json)
+                output::finish(library::run(profile, args).await, json)
+            }
+            Command::Download(args) => {
+                let json = args.json;
+                output::finish(download::run(profile, args).await, json)
             }
             Command::Watch(args) => {
                 let json = args.json();

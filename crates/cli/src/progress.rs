@@ -110,7 +110,10 @@ fn rate_and_eta(p: &TransferProgress) -> String {
         s.push_str(&format!("{}/s", HumanBytes(p.rate as u64)));
     }
     if let Some(eta) = p.eta_secs
-        && p.state == TransferState::Uploading
+        && matches!(
+            p.state,
+            TransferState::Uploading | TransferState::Downloading
+        )
     {
         s.push_str(&format!(
             ", ETA {}",

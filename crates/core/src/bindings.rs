@@ -59,6 +59,10 @@ fn generated() -> Vec<(String, String)> {
         crate::events::TransferNotice,
         crate::alerts::AlertKind,
         crate::alerts::DesktopAlert,
+        crate::downloads::DownloadState,
+        crate::downloads::DownloadItem,
+        crate::downloads::DownloadChoice,
+        crate::downloads::EnqueueReport,
     );
     out
 }

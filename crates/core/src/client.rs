@@ -21,6 +21,9 @@ use crate::api::uploads::{JobOptions, SessionTokens};
 use crate::api::{ApiClient, ApiError};
 use crate::auth::{Account, AuthError, OAuthOptions, SessionManager, SessionStatus, SignUp};
 use crate::config::{Paths, Profile};
+use crate::downloads::{
+    DownloadChoice, DownloadItem, DownloadQueue, DownloadQueueError, EnqueueReport, SyncReport,
+};
 use crate::error::{CoreError, ErrorCode};
 use crate::events::{Event, EventBus};
 use crate::jobs::{JobFeed, JobView};
@@ -47,6 +50,8 @@ pub enum ClientError {
     Library(#[from] LibraryError),
     #[error(transparent)]
     Watch(#[from] WatchError),
+    #[error(transparent)]
+    Downloads(#[from] DownloadQueueError),
 }
 
 impl CoreError for ClientError {
@@ -58,6 +63,7 @@ impl CoreError for ClientError {
             ClientError::Config(e) => e.code(),
             ClientError::Library(e) => e.code(),
             ClientError::Watch(e) => e.code(),
+            ClientError::Downloads(e) => e.code(),
         }
     }
 }
@@ -214,6 +220,8 @@ pub struct AccountScope {
     pub account: Account,
     pub queue: Arc<QueueRunner>,
     pub jobs: Arc<JobFeed>,
+    /// The download queue (`None` when the library cannot be opened).
+    pub downloads: Option<Arc<DownloadQueue>>,
     stop: CancellationToken,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
@@ -588,6 +596,68 @@ impl Client {
         Ok(WatchStore::open(&self.paths.data_dir.join("state.db"))?)
     }
 
+    /// Queues `job_id`'s audiobook for download into the library (`choice`: the whole
+    /// book, the chapter tracks, or both). Idempotent: files already local or queued are
+    /// counted in `already`.
+    pub async fn download(
+        &self,
+        job_id: &str,
+        choice: DownloadChoice,
+    ) -> Result<EnqueueReport, ClientError> {
+        let downloads = self.downloads().await?;
+        let job = self.api.job(job_id).await?;
+        Ok(downloads.enqueue_job(&job, choice).await?)
+    }
+
+    /// The account's downloads (every file, oldest first).
+    pub async fn download_list(&self) -> Result<Vec<DownloadItem>, ClientError> {
+        Ok(self.downloads().await?.list()?)
+    }
+
+    /// Pauses, resumes, cancels (deleting its `.part`) or retries one download.
+    pub async fn download_action(
+        &self,
+        id: i64,
+        action: TransferAction,
+    ) -> Result<(), ClientError> {
+        let downloads = self.downloads().await?;
+        match action {
+            TransferAction::Pause => downloads.pause(id)?,
+            TransferAction::Resume => downloads.resume(id)?,
+            TransferAction::Cancel => downloads.cancel(id)?,
+            TransferAction::Retry => downloads.retry(id)?,
+        }
+        Ok(())
+    }
+
+    /// Compares the library with the server: queues completed jobs not yet local, marks
+    /// books the server dropped "only on this computer". Never deletes anything.
+    pub async fn sync_library(&self) -> Result<SyncReport, ClientError> {
+        let downloads = self.downloads().await?;
+        let (jobs, complete) = crate::downloads::server_jobs(&self.api).await?;
+        Ok(downloads.sync(&jobs, complete, false).await?)
+    }
+
+    /// Verifies the library and queues the missing or changed files again.
+    pub async fn repair_library(&self) -> Result<Vec<i64>, ClientError> {
+        Ok(self.downloads().await?.repair()?)
+    }
+
+    async fn downloads(&self) -> Result<Arc<DownloadQueue>, ClientError> {
+        let scope = self.scope().await?;
+        match &scope.downloads {
+            Some(d) => Ok(d.clone()),
+            None => Err(match self.library() {
+                Err(e) => e,
+                Ok(_) => DownloadQueueError::Db {
+                    path: self.paths.data_dir.join("state.db"),
+                    reason: "it could not be opened at sign-in (see the log)".into(),
+                }
+                .into(),
+            }),
+        }
+    }
+
     /// Stops the background work (the app is quitting); transfers stay resumable.
     pub async fn shutdown(&self) {
         self.close_scope().await;
@@ -636,8 +706,42 @@ impl Client {
             self.bus.clone(),
         )?);
         let jobs = Arc::new(JobFeed::new(self.api.clone(), self.bus.clone()));
+        let downloads = match &self.library {
+            Ok(library) => match DownloadQueue::open(
+                &self.paths.data_dir,
+                library.clone(),
+                &self.profile.endpoints,
+                Arc::new(SessionTokens(self.session.clone())),
+                account.user_id.clone(),
+                self.bus.clone(),
+                // One limit for uploads and downloads.
+                queue.session().limiter.clone(),
+            ) {
+                Ok(d) => Some(Arc::new(d)),
+                Err(e) => {
+                    tracing::error!(code = e.code().as_str(), "no download queue: {e}");
+                    None
+                }
+            },
+            Err(_) => None,
+        };
         let stop = CancellationToken::new();
         let mut tasks = Vec::new();
+        if let Some(downloads) = &downloads {
+            let (d, stop_run) = (downloads.clone(), stop.clone());
+            tasks.push(tokio::spawn(async move {
+                if let Err(e) = d.run(&stop_run).await {
+                    tracing::error!(code = e.code().as_str(), "download queue stopped: {e}");
+                }
+            }));
+            tasks.push(tokio::spawn(auto_download(
+                downloads.clone(),
+                self.api.clone(),
+                self.paths.clone(),
+                self.bus.subscribe(),
+                stop.clone(),
+            )));
+        }
         {
             let (queue, stop) = (queue.clone(), stop.clone());
             tasks.push(tokio::spawn(async move {
@@ -689,6 +793,7 @@ impl Client {
             account,
             queue,
             jobs,
+            downloads,
             stop,
             tasks,
         }));
@@ -704,6 +809,78 @@ impl Client {
                 // A command still holds it: its tasks stop on the token all the same.
                 Err(_) => tracing::debug!("account scope still referenced; stopped by token"),
             }
+        }
+    }
+}
+
+/// Auto-download (the `auto_download` preference, read at each step): a startup sync
+/// that queues the completed jobs this computer never downloaded, then every job the feed
+/// reports completed. Idempotent: a job is looked at once per sign-in, and enqueueing
+/// skips files already local or queued.
+async fn auto_download(
+    downloads: Arc<DownloadQueue>,
+    api: ApiClient,
+    paths: Paths,
+    mut rx: tokio::sync::broadcast::Receiver<Event>,
+    stop: CancellationToken,
+) {
+    use tokio::sync::broadcast::error::RecvError;
+    let enabled = || {
+        crate::prefs::load(&paths)
+            .map(|p| p.auto_download)
+            .unwrap_or(true)
+    };
+    let mut seen = std::collections::HashSet::new();
+    if enabled() {
+        let synced = tokio::select! {
+            () = stop.cancelled() => return,
+            r = crate::downloads::server_jobs(&api) => r,
+        };
+        match synced {
+            Ok((jobs, complete)) => {
+                seen.extend(
+                    jobs.iter()
+                        .filter(|j| j.status == "completed")
+                        .map(|j| j.id.clone()),
+                );
+                if let Err(e) = downloads.sync(&jobs, complete, true).await {
+                    tracing::warn!(code = e.code().as_str(), "library sync: {e}");
+                }
+            }
+            Err(e) => tracing::info!(code = e.code().as_str(), "library sync skipped: {e}"),
+        }
+    }
+    loop {
+        let event = tokio::select! {
+            () = stop.cancelled() => return,
+            e = rx.recv() => e,
+        };
+        let job_id = match event {
+            Ok(Event::JobChanged { job }) if job.status == "completed" => job.id,
+            Ok(_) | Err(RecvError::Lagged(_)) => continue,
+            Err(RecvError::Closed) => return,
+        };
+        if !enabled() || !seen.insert(job_id.clone()) {
+            continue;
+        }
+        let result = async {
+            let job = api.job(&job_id).await.map_err(ClientError::from)?;
+            downloads
+                .enqueue_job(&job, DownloadChoice::All)
+                .await
+                .map_err(ClientError::from)
+        };
+        let result = tokio::select! {
+            () = stop.cancelled() => return,
+            r = result => r,
+        };
+        if let Err(e) = result {
+            // Looked at again on the next sign-in or sync.
+            seen.remove(&job_id);
+            tracing::warn!(
+                code = e.code().as_str(),
+                "auto-download of job {job_id}: {e}"
+            );
         }
     }
 }

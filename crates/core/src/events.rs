@@ -145,6 +145,11 @@ pub enum Event {
     WatchActivity(crate::watch::Activity),
     /// A watched folder's state changed (unavailable, available again, paused).
     WatchFolderState(crate::watch::WatchedFolder),
+    /// The offline library changed: a book was catalogued (its files landed) or its
+    /// server state changed ("only on this computer").
+    LibraryChanged {
+        job_id: String,
+    },
 }
 
 /// The bus: cheap to clone; every clone publishes to the same subscribers.

@@ -9,6 +9,7 @@ pub mod auth;
 mod bindings;
 pub mod client;
 pub mod config;
+pub mod downloads;
 pub mod error;
 pub mod events;
 pub mod jobs;

@@ -21,6 +21,8 @@ pub struct AppPrefs {
     pub close_to_tray: bool,
     /// Desktop notifications when an upload fails, a book is ready, a session ends.
     pub notifications: bool,
+    /// Download every narration job that completes into the offline library.
+    pub auto_download: bool,
 }
 
 impl Default for AppPrefs {
@@ -28,6 +30,7 @@ impl Default for AppPrefs {
         Self {
             close_to_tray: true,
             notifications: true,
+            auto_download: true,
         }
     }
 }
@@ -69,6 +72,7 @@ pub fn save(paths: &Paths, prefs: &AppPrefs) -> Result<(), ConfigError> {
         })?;
     table["close_to_tray"] = toml_edit::value(prefs.close_to_tray);
     table["notifications"] = toml_edit::value(prefs.notifications);
+    table["auto_download"] = toml_edit::value(prefs.auto_download);
     let unwritable = |e: std::io::Error| ConfigError::Unwritable {
         path: path.clone(),
         reason: e.to_string(),
@@ -115,6 +119,7 @@ mod tests {
         let changed = AppPrefs {
             close_to_tray: false,
             notifications: true,
+            auto_download: false,
         };
         save(&p, &changed).expect("save");
         assert_eq!(load(&p).expect("load"), changed);

@@ -2,8 +2,10 @@
 //! OS keyring (run under a Secret Service, as CI does): sign up opens the account's
 //! background work, an offered manuscript is uploaded by the queue running in the
 //! background, the job feed reports the job until it completes, a second offer of the
-//! same content is refused as a duplicate, and signing out stops it all. Waits poll the
-//! event bus with deadlines; nothing sleeps to synchronise.
+//! same content is refused as a duplicate, auto-download brings the finished book into the
+//! library, and signing out stops it all; with the backend stopped the library still
+//! lists the book and the playback server serves it. Waits poll the event bus with
+//! deadlines; nothing sleeps to synchronise.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -12,6 +14,7 @@ use rand::Rng;
 use rohimaya_core::api::uploads::JobOptions;
 use rohimaya_core::client::{Client, SignUpView};
 use rohimaya_core::config::{Endpoints, Paths, Profile, ProfileSource};
+use rohimaya_core::downloads::{DownloadChoice, DownloadState};
 use rohimaya_core::error::{CoreError, ErrorCode};
 use rohimaya_core::events::{Event, EventBus, TransferState};
 use tokio::sync::broadcast;
@@ -147,6 +150,46 @@ async fn sign_up_upload_follow_the_job_and_sign_out() {
     .await;
     assert_eq!(done.author.as_deref(), Some("Ada Author"));
     assert_eq!(done.title, "lighthouse");
+    // Auto-download (on by default): the completed job's book lands in the library.
+    wait_for(
+        &mut rx,
+        Duration::from_secs(60),
+        "the book catalogued",
+        |e| match e {
+            Event::LibraryChanged { job_id: j } if *j == job_id => Some(()),
+            Event::TransferState {
+                transfer_id: t,
+                state: TransferState::Failed,
+                detail,
+                ..
+            } if t.starts_with('d') => panic!("download failed: {detail:?}"),
+            _ => None,
+        },
+    )
+    .await;
+    let downloads = client
+        .download_list()
+        .await
+        .unwrap_or_else(|e| panic!("downloads: {e}"));
+    assert!(
+        !downloads.is_empty()
+            && downloads
+                .iter()
+                .all(|d| d.job_id == job_id && d.state == DownloadState::Completed),
+        "{downloads:?}"
+    );
+    let books = client.books(None).unwrap_or_else(|e| panic!("books: {e}"));
+    assert!(
+        books
+            .iter()
+            .any(|b| b.job_id == job_id && b.book_file.is_some())
+    );
+    // Asking again queues nothing: it is all here.
+    let again = client
+        .download(&job_id, DownloadChoice::All)
+        .await
+        .unwrap_or_else(|e| panic!("download: {e}"));
+    assert!(again.queued.is_empty(), "{again:?}");
     let jobs = client.jobs().await.unwrap_or_else(|e| panic!("jobs: {e}"));
     assert!(
         jobs.iter()
@@ -168,4 +211,31 @@ async fn sign_up_upload_follow_the_job_and_sign_out() {
     let after = client.transfers().await.err();
     assert_eq!(after.map(|e| e.code()), Some(ErrorCode::NotSignedIn));
     devstack.shutdown().await;
+
+    // Offline and signed out: the library lists the book and the playback server serves it.
+    let books = client
+        .books(None)
+        .unwrap_or_else(|e| panic!("books offline: {e}"));
+    let book = books
+        .iter()
+        .find(|b| b.job_id == job_id)
+        .unwrap_or_else(|| panic!("the book is listed offline"));
+    let playback = client
+        .playback(&job_id)
+        .await
+        .unwrap_or_else(|e| panic!("playback offline: {e}"));
+    let url = playback
+        .book_url
+        .unwrap_or_else(|| panic!("a book URL offline"));
+    let body = reqwest::get(&url)
+        .await
+        .unwrap_or_else(|e| panic!("media server: {e}"))
+        .bytes()
+        .await
+        .unwrap_or_else(|e| panic!("media body: {e}"));
+    assert_eq!(
+        Some(body.len() as u64),
+        book.book_file.as_ref().map(|f| f.size),
+        "the whole book is served with no backend"
+    );
 }

@@ -11,4 +11,8 @@ close_to_tray: boolean,
 /**
  * Desktop notifications when an upload fails, a book is ready, a session ends.
  */
-notifications: boolean, };
+notifications: boolean, 
+/**
+ * Download every narration job that completes into the offline library.
+ */
+auto_download: boolean, };

@@ -13,4 +13,4 @@ export type Event = { "type": "transfer_progress" } & TransferProgress | { "type
 /**
  * The error code and message when failed; the job id when completed.
  */
-detail: string | null, } | { "type": "transfer_notice", transfer_id: string, notice: TransferNotice, } | { "type": "job_changed", job: JobView, } | { "type": "job_removed", job_id: string, } | { "type": "jobs_unavailable", code: string, message: string, } | { "type": "session_changed", signed_in: boolean, email: string | null, reason: string | null, } | { "type": "watch_activity" } & Activity | { "type": "watch_folder_state" } & WatchedFolder;
+detail: string | null, } | { "type": "transfer_notice", transfer_id: string, notice: TransferNotice, } | { "type": "job_changed", job: JobView, } | { "type": "job_removed", job_id: string, } | { "type": "jobs_unavailable", code: string, message: string, } | { "type": "session_changed", signed_in: boolean, email: string | null, reason: string | null, } | { "type": "watch_activity" } & Activity | { "type": "watch_folder_state" } & WatchedFolder | { "type": "library_changed", job_id: string, };
