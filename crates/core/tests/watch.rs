@@ -540,3 +540,53 @@ async fn a_file_deleted_while_waiting_is_dropped_with_one_line() {
     assert_eq!(run.items().len(), 1);
     run.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_renamed_after_it_was_queued_is_uploaded_from_its_new_place() {
+    let bed = bed().await;
+    let dir = bed.folder("drafts");
+    bed.watch(&dir, AfterUpload::Leave);
+    let run = bed.start(400);
+    // Nothing starts while the queue is paused: the file is queued under its first name.
+    run.runner.pause_all().unwrap_or_else(|e| panic!("{e}"));
+    let draft = dir.join("Draft.md");
+    std::fs::copy(fixtures().join("manuscripts/lighthouse.md"), &draft)
+        .unwrap_or_else(|e| panic!("{e}"));
+    until("the hand-off to the queue", Duration::from_secs(30), || {
+        run.count(ActivityKind::Queued, &draft) == 1
+    })
+    .await;
+    let final_name = dir.join("The Lighthouse.md");
+    std::fs::rename(&draft, &final_name).unwrap_or_else(|e| panic!("{e}"));
+    until("the rename", Duration::from_secs(10), || {
+        run.count(ActivityKind::Duplicate, &final_name) == 1
+    })
+    .await;
+
+    // The queue finds the old path gone; the watcher sends the same item from the new one.
+    run.runner.resume_all().unwrap_or_else(|e| panic!("{e}"));
+    until(
+        "the upload from the new place",
+        Duration::from_secs(30),
+        || run.completed() == 1,
+    )
+    .await;
+    let items = run.items();
+    assert_eq!(items.len(), 1, "one queue item, not a second upload");
+    assert_eq!(items[0].path, final_name);
+    assert!(
+        run.activity()
+            .iter()
+            .any(|a| a.path == final_name && a.detail.contains("renamed or moved from")),
+        "the activity log says where it went"
+    );
+    let jobs = bed.jobs().await;
+    assert_eq!(jobs.len(), 1);
+    assert_eq!(jobs[0]["title"], "The Lighthouse");
+    let key = jobs[0]["source_path"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert_eq!(bed.object_sha256(&key).await, sha_of(&final_name));
+    run.shutdown().await;
+}

@@ -792,6 +792,23 @@ impl QueueRunner {
         }
     }
 
+    /// Queues failed item `id` again from `path`, where its file now is (renamed or moved
+    /// with the same content, as the watcher found; the same path just retries). Its
+    /// upload resumes: the parts already sent are checked against the file as usual.
+    pub async fn relocate(&self, id: i64, path: &Path) -> Result<(), QueueError> {
+        let item = self.store.item(&self.account, id)?;
+        let m = inspect(path).await?;
+        if item.state != ItemState::Failed || m.size != item.size {
+            return Err(QueueError::InvalidState {
+                id,
+                state: item.state.as_str(),
+                action: "move to another file",
+            });
+        }
+        self.store.relocate(id, &m.path, &m.file_name, m.mtime_ms)?;
+        self.retry(id)
+    }
+
     /// Cancels a file: stops it and aborts its multipart upload on the server. An item
     /// another process uploads cannot be cancelled from here ([`QueueError::Busy`]).
     pub async fn cancel(&self, id: i64) -> Result<(), QueueError> {

@@ -427,6 +427,24 @@ impl QueueStore {
         })
     }
 
+    /// Points item `id` at its file's new place (same content, renamed or moved).
+    pub(crate) fn relocate(
+        &self,
+        id: i64,
+        path: &Path,
+        file_name: &str,
+        mtime_ms: i64,
+    ) -> Result<(), QueueError> {
+        self.with(|c| {
+            c.execute(
+                "UPDATE transfers SET path = ?2, file_name = ?3, mtime_ms = ?4, updated_at = ?5
+                 WHERE id = ?1",
+                params![id, path.to_string_lossy(), file_name, mtime_ms, now_ms()],
+            )?;
+            Ok(())
+        })
+    }
+
     pub(crate) fn record(&self, id: i64) -> Result<ItemRecord, QueueError> {
         let row = self.with(|c| {
             c.query_row(

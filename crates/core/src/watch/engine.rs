@@ -958,6 +958,21 @@ impl WatchEngine {
         self.store.files_in_flight()
     }
 
+    /// A file still in a watched folder that was recorded as a duplicate of `r` (its
+    /// content, same queue item): where `r` went when it was renamed or moved.
+    fn moved_copy(&self, r: &FileRecord) -> Result<Option<FileRecord>, WatchError> {
+        Ok(self
+            .store
+            .files_with_content(&r.sha256)?
+            .into_iter()
+            .find(|f| {
+                f.path != r.path
+                    && f.outcome == FileOutcome::Duplicate
+                    && f.queue_id == r.queue_id
+                    && self.exists(&f.path)
+            }))
+    }
+
     /// What the queue did with a file the watcher handed to it.
     pub fn queue_outcome(
         &mut self,
@@ -993,6 +1008,30 @@ impl WatchEngine {
                         &r.path,
                         ActivityKind::Failed,
                         &format!("upload failed: {message} (`rohimaya queue retry` tries again)"),
+                    );
+                } else if let Some(moved) = self.moved_copy(r)? {
+                    // Renamed or moved inside the watched folders while it was uploaded:
+                    // its new place was taken for a duplicate of it; upload from there.
+                    self.known.remove(&r.path);
+                    self.store.remove_file(&moved.path)?;
+                    self.store.put_pending(&PendingUpload {
+                        path: moved.path.clone(),
+                        folder_id: moved.folder_id,
+                        sha256: moved.sha256.clone(),
+                        size: moved.size,
+                        mtime_ms: moved.mtime_ms,
+                        new_version: false,
+                        last_error: None,
+                    })?;
+                    self.new_pending = true;
+                    self.log(
+                        Some(moved.folder_id),
+                        &moved.path,
+                        ActivityKind::Waited,
+                        &format!(
+                            "renamed or moved from {} while it was being uploaded: uploading it from here",
+                            r.path.display()
+                        ),
                     );
                 } else {
                     self.known.remove(&r.path);

@@ -314,6 +314,16 @@ impl WatchService {
         let folder = p.folder_id;
         let options = self.step(move |e| e.job_options(folder)).await?;
         let result = hand_to_queue(&queue, &p.path, &options, &p.sha256).await;
+        // The same content failed before (perhaps at the place this file was moved from):
+        // that item is sent again, from here.
+        let again = match &result {
+            Err(QueueError::Duplicate {
+                existing,
+                existing_state: ItemState::Failed,
+                ..
+            }) => Some(queue.relocate(*existing, &p.path).await),
+            _ => None,
+        };
         let gone = tokio::fs::symlink_metadata(&p.path).await.is_err();
         self.step(move |e| match result {
             Ok(q) => {
@@ -325,12 +335,9 @@ impl WatchService {
                 existing_state,
                 job_id,
                 ..
-            }) => match existing_state {
-                ItemState::Completed => e.already_uploaded(&p, existing, job_id),
-                ItemState::Failed => match queue.retry(existing) {
-                    Ok(()) => e.enqueued(&p, existing, &p.sha256.clone()),
-                    Err(err) => e.deferred(&p, &err.to_string()),
-                },
+            }) => match (existing_state, again) {
+                (ItemState::Completed, _) => e.already_uploaded(&p, existing, job_id),
+                (_, Some(Err(err))) => e.deferred(&p, &err.to_string()),
                 _ => e.enqueued(&p, existing, &p.sha256.clone()),
             },
             Err(err) if err.code() == ErrorCode::ManuscriptRefused => {
