@@ -17,6 +17,7 @@ pub mod library;
 pub mod prefs;
 pub mod queue;
 pub mod secrets;
+pub mod state_db;
 pub mod status;
 pub mod transfer;
 pub mod watch;

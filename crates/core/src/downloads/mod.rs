@@ -111,6 +111,15 @@ pub enum DownloadQueueError {
     Download(#[from] DownloadError),
 }
 
+impl From<crate::state_db::DbFailure> for DownloadQueueError {
+    fn from(f: crate::state_db::DbFailure) -> Self {
+        DownloadQueueError::Db {
+            path: f.path,
+            reason: f.reason,
+        }
+    }
+}
+
 impl CoreError for DownloadQueueError {
     fn code(&self) -> ErrorCode {
         match self {

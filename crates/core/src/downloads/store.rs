@@ -7,10 +7,11 @@
 //! every step is its own small transaction. It owns this schema; it never does I/O beyond
 //! the database file.
 
-use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::path::Path;
 
 use rusqlite::{Connection, OptionalExtension, params};
+
+use crate::state_db::{StateDb, now_ms};
 use serde::Serialize;
 
 use super::{DownloadQueueError, DownloadState};
@@ -112,23 +113,15 @@ pub struct DownloadItem {
 
 #[derive(Clone)]
 pub struct DownloadStore {
-    conn: Arc<Mutex<Connection>>,
-    path: PathBuf,
+    db: StateDb,
 }
 
 impl std::fmt::Debug for DownloadStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("DownloadStore")
-            .field("path", &self.path)
+            .field("path", &self.db.path())
             .finish()
     }
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
 }
 
 fn index_of(which: FileRef) -> i64 {
@@ -195,43 +188,19 @@ fn item_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<DownloadItem> {
 impl DownloadStore {
     /// Opens (creating) the download tables in `state.db` at `path`.
     pub fn open(path: &Path) -> Result<Self, DownloadQueueError> {
-        let db_err = |e: &dyn std::fmt::Display| DownloadQueueError::Db {
-            path: path.to_path_buf(),
-            reason: e.to_string(),
-        };
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).map_err(|e| db_err(&e))?;
-        }
-        let conn = Connection::open(path).map_err(|e| db_err(&e))?;
-        conn.busy_timeout(std::time::Duration::from_secs(5))
-            .map_err(|e| db_err(&e))?;
-        conn.pragma_update(None, "journal_mode", "WAL")
-            .map_err(|e| db_err(&e))?;
-        conn.pragma_update(None, "synchronous", "NORMAL")
-            .map_err(|e| db_err(&e))?;
-        conn.execute_batch(SCHEMA).map_err(|e| db_err(&e))?;
-        Ok(Self {
-            conn: Arc::new(Mutex::new(conn)),
-            path: path.to_path_buf(),
-        })
+        let db = StateDb::open(path, |c| c.execute_batch(SCHEMA).map_err(|e| e.to_string()))?;
+        Ok(Self { db })
     }
 
     pub fn path(&self) -> &Path {
-        &self.path
+        self.db.path()
     }
 
     fn with<T>(
         &self,
         f: impl FnOnce(&mut Connection) -> rusqlite::Result<T>,
     ) -> Result<T, DownloadQueueError> {
-        let mut guard = match self.conn.lock() {
-            Ok(g) => g,
-            Err(p) => p.into_inner(),
-        };
-        f(&mut guard).map_err(|e| DownloadQueueError::Db {
-            path: self.path.clone(),
-            reason: e.to_string(),
-        })
+        Ok(self.db.with(f)?)
     }
 
     /// Saves `book` and inserts `items` (one transaction); returns the new rows' ids.

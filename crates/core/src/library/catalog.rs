@@ -13,10 +13,12 @@
 //! It owns the catalog's schema and rows. It never touches library files (see
 //! [`super::remove`], [`super::verify`]) and never talks to the network.
 
-use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::path::Path;
 
 use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
+
+use crate::state_db::StateDb;
+pub(crate) use crate::state_db::now_ms;
 use serde::Serialize;
 
 use super::LibraryError;
@@ -269,93 +271,68 @@ pub struct LibraryStats {
 
 #[derive(Clone)]
 pub struct Catalog {
-    conn: Arc<Mutex<Connection>>,
-    path: PathBuf,
+    db: StateDb,
 }
 
 impl std::fmt::Debug for Catalog {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Catalog").field("path", &self.path).finish()
+        f.debug_struct("Catalog")
+            .field("path", &self.db.path())
+            .finish()
     }
 }
 
-pub(crate) fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
+/// Records the library schema's version in a new catalog; refuses one a newer Rohimaya
+/// wrote.
+fn check_schema_version(c: &Connection) -> Result<(), String> {
+    let version: Option<String> = c
+        .query_row(
+            "SELECT value FROM library_meta WHERE key = 'schema_version'",
+            [],
+            |r| r.get(0),
+        )
+        .optional()
+        .map_err(|e| e.to_string())?;
+    match version.and_then(|v| v.parse::<i64>().ok()) {
+        None => {
+            c.execute(
+                "INSERT OR REPLACE INTO library_meta (key, value) VALUES ('schema_version', ?1)",
+                [SCHEMA_VERSION.to_string()],
+            )
+            .map_err(|e| e.to_string())?;
+            Ok(())
+        }
+        Some(v) if v > SCHEMA_VERSION => Err(format!(
+            "it was written by a newer Rohimaya (library schema {v}); update Rohimaya"
+        )),
+        Some(_) => Ok(()),
+    }
 }
 
 impl Catalog {
     /// Opens (creating) the catalog in `state.db` at `path`.
     pub fn open(path: &Path) -> Result<Self, LibraryError> {
-        let db_err = |e: &dyn std::fmt::Display| LibraryError::Db {
-            path: path.to_path_buf(),
-            reason: e.to_string(),
-        };
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).map_err(|e| db_err(&e))?;
-        }
-        let conn = Connection::open(path).map_err(|e| db_err(&e))?;
-        conn.busy_timeout(std::time::Duration::from_secs(5))
-            .map_err(|e| db_err(&e))?;
-        conn.pragma_update(None, "journal_mode", "WAL")
-            .map_err(|e| db_err(&e))?;
-        conn.pragma_update(None, "synchronous", "NORMAL")
-            .map_err(|e| db_err(&e))?;
-        conn.pragma_update(None, "foreign_keys", "ON")
-            .map_err(|e| db_err(&e))?;
-        conn.execute_batch(SCHEMA).map_err(|e| db_err(&e))?;
-        let version: Option<String> = conn
-            .query_row(
-                "SELECT value FROM library_meta WHERE key = 'schema_version'",
-                [],
-                |r| r.get(0),
-            )
-            .optional()
-            .map_err(|e| db_err(&e))?;
-        match version.and_then(|v| v.parse::<i64>().ok()) {
-            None => {
-                conn.execute(
-                    "INSERT OR REPLACE INTO library_meta (key, value) VALUES ('schema_version', ?1)",
-                    [SCHEMA_VERSION.to_string()],
-                )
-                .map_err(|e| db_err(&e))?;
-            }
-            Some(v) if v > SCHEMA_VERSION => {
-                return Err(db_err(&format!(
-                    "it was written by a newer Rohimaya (library schema {v}); update Rohimaya"
-                )));
-            }
-            Some(_) => {}
-        }
-        Ok(Self {
-            conn: Arc::new(Mutex::new(conn)),
-            path: path.to_path_buf(),
-        })
+        let db = StateDb::open(path, |c| {
+            c.execute_batch(SCHEMA).map_err(|e| e.to_string())?;
+            check_schema_version(c)
+        })?;
+        Ok(Self { db })
     }
 
     /// The database file.
     pub fn path(&self) -> &Path {
-        &self.path
+        self.db.path()
     }
 
     fn db_err(&self, e: rusqlite::Error) -> LibraryError {
-        LibraryError::Db {
-            path: self.path.clone(),
-            reason: e.to_string(),
-        }
+        self.db.failure(e).into()
     }
 
     fn with<T>(
         &self,
         f: impl FnOnce(&mut Connection) -> Result<T, LibraryError>,
     ) -> Result<T, LibraryError> {
-        let mut guard = match self.conn.lock() {
-            Ok(g) => g,
-            Err(p) => p.into_inner(),
-        };
-        f(&mut guard)
+        self.db.with_conn(f)
     }
 
     fn tx<T>(

@@ -61,6 +61,15 @@ pub enum LibraryError {
     MediaServer { reason: String },
 }
 
+impl From<crate::state_db::DbFailure> for LibraryError {
+    fn from(f: crate::state_db::DbFailure) -> Self {
+        LibraryError::Db {
+            path: f.path,
+            reason: f.reason,
+        }
+    }
+}
+
 impl CoreError for LibraryError {
     fn code(&self) -> ErrorCode {
         match self {

@@ -110,6 +110,15 @@ pub enum QueueError {
     Transfer(#[from] TransferError),
 }
 
+impl From<crate::state_db::DbFailure> for QueueError {
+    fn from(f: crate::state_db::DbFailure) -> Self {
+        QueueError::Db {
+            path: f.path,
+            reason: f.reason,
+        }
+    }
+}
+
 impl CoreError for QueueError {
     fn code(&self) -> ErrorCode {
         match self {

@@ -7,9 +7,10 @@
 //! [`SCHEMA_VERSION`]); it never does I/O beyond the database file.
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
 
 use rusqlite::{Connection, OptionalExtension, params};
+
+use crate::state_db::{StateDb, now_ms};
 use serde::Serialize;
 
 use super::{ItemState, QueueError};
@@ -204,54 +205,27 @@ pub(crate) struct ItemRecord {
 
 #[derive(Clone)]
 pub struct QueueStore {
-    conn: Arc<Mutex<Connection>>,
-    path: PathBuf,
+    db: StateDb,
 }
 
 impl std::fmt::Debug for QueueStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("QueueStore")
-            .field("path", &self.path)
+            .field("path", &self.db.path())
             .finish()
     }
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
 }
 
 impl QueueStore {
     /// Opens (creating) the queue in `state.db` at `path`.
     pub fn open(path: &Path) -> Result<Self, QueueError> {
-        let db_err = |e: &dyn std::fmt::Display| QueueError::Db {
-            path: path.to_path_buf(),
-            reason: e.to_string(),
-        };
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).map_err(|e| db_err(&e))?;
-        }
-        let conn = Connection::open(path).map_err(|e| db_err(&e))?;
-        conn.busy_timeout(std::time::Duration::from_secs(5))
-            .map_err(|e| db_err(&e))?;
-        conn.pragma_update(None, "journal_mode", "WAL")
-            .map_err(|e| db_err(&e))?;
-        conn.pragma_update(None, "synchronous", "NORMAL")
-            .map_err(|e| db_err(&e))?;
-        migrate(&conn).map_err(|e| db_err(&e))?;
-        conn.pragma_update(None, "foreign_keys", "ON")
-            .map_err(|e| db_err(&e))?;
-        Ok(Self {
-            conn: Arc::new(Mutex::new(conn)),
-            path: path.to_path_buf(),
-        })
+        let db = StateDb::open(path, |c| migrate(c).map_err(|e| e.to_string()))?;
+        Ok(Self { db })
     }
 
     /// The database file.
     pub fn path(&self) -> &Path {
-        &self.path
+        self.db.path()
     }
 
     /// Where a stored item stands now (another process may have moved it).
@@ -268,14 +242,7 @@ impl QueueStore {
 
     /// Runs `f` on the connection; maps SQLite errors onto [`QueueError::Db`].
     fn with<T>(&self, f: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> Result<T, QueueError> {
-        let guard = match self.conn.lock() {
-            Ok(g) => g,
-            Err(p) => p.into_inner(),
-        };
-        f(&guard).map_err(|e| QueueError::Db {
-            path: self.path.clone(),
-            reason: e.to_string(),
-        })
+        Ok(self.db.with(|c| f(c))?)
     }
 
     pub fn settings(&self) -> Result<QueueSettings, QueueError> {

@@ -67,6 +67,15 @@ pub enum WatchError {
     Watcher { reason: String },
 }
 
+impl From<crate::state_db::DbFailure> for WatchError {
+    fn from(f: crate::state_db::DbFailure) -> Self {
+        WatchError::Db {
+            path: f.path,
+            reason: f.reason,
+        }
+    }
+}
+
 impl CoreError for WatchError {
     fn code(&self) -> ErrorCode {
         match self {

@@ -14,10 +14,12 @@
 //! does I/O beyond the database file.
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rusqlite::{Connection, OptionalExtension, params};
+
+use crate::state_db::StateDb;
+pub(crate) use crate::state_db::now_ms;
 
 use super::WatchError;
 use super::activity::{Activity, ActivityKind};
@@ -159,23 +161,15 @@ pub struct PendingUpload {
 
 #[derive(Clone)]
 pub struct WatchStore {
-    conn: Arc<Mutex<Connection>>,
-    path: PathBuf,
+    db: StateDb,
 }
 
 impl std::fmt::Debug for WatchStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("WatchStore")
-            .field("path", &self.path)
+            .field("path", &self.db.path())
             .finish()
     }
-}
-
-pub(crate) fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
 }
 
 fn path_text(p: &Path) -> String {
@@ -258,61 +252,25 @@ fn read_pending(r: &rusqlite::Row<'_>) -> rusqlite::Result<PendingUpload> {
 impl WatchStore {
     /// Opens (creating) the watcher's tables in the `state.db` at `path`.
     pub fn open(path: &Path) -> Result<Self, WatchError> {
-        let db_err = |e: &dyn std::fmt::Display| WatchError::Db {
-            path: path.to_path_buf(),
-            reason: e.to_string(),
-        };
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).map_err(|e| db_err(&e))?;
-        }
-        let conn = Connection::open(path).map_err(|e| db_err(&e))?;
-        Self::init(conn, path)
+        let db = StateDb::open(path, |c| c.execute_batch(SCHEMA).map_err(|e| e.to_string()))?;
+        Ok(Self { db })
     }
 
     /// A store in memory (unit tests; forgets everything when dropped).
     pub fn open_in_memory() -> Result<Self, WatchError> {
-        let conn = Connection::open_in_memory().map_err(|e| WatchError::Db {
-            path: PathBuf::from(":memory:"),
-            reason: e.to_string(),
-        })?;
-        Self::init(conn, Path::new(":memory:"))
-    }
-
-    fn init(conn: Connection, path: &Path) -> Result<Self, WatchError> {
-        let db_err = |e: rusqlite::Error| WatchError::Db {
-            path: path.to_path_buf(),
-            reason: e.to_string(),
-        };
-        conn.busy_timeout(Duration::from_secs(5)).map_err(db_err)?;
-        if path != Path::new(":memory:") {
-            conn.pragma_update(None, "journal_mode", "WAL")
-                .map_err(db_err)?;
-        }
-        conn.pragma_update(None, "synchronous", "NORMAL")
-            .map_err(db_err)?;
-        conn.execute_batch(SCHEMA).map_err(db_err)?;
-        Ok(Self {
-            conn: Arc::new(Mutex::new(conn)),
-            path: path.to_path_buf(),
-        })
+        let db = StateDb::in_memory(|c| c.execute_batch(SCHEMA).map_err(|e| e.to_string()))?;
+        Ok(Self { db })
     }
 
     pub fn path(&self) -> &Path {
-        &self.path
+        self.db.path()
     }
 
     fn with<T>(
         &self,
         f: impl FnOnce(&mut Connection) -> rusqlite::Result<T>,
     ) -> Result<T, WatchError> {
-        let mut guard = match self.conn.lock() {
-            Ok(g) => g,
-            Err(p) => p.into_inner(),
-        };
-        f(&mut guard).map_err(|e| WatchError::Db {
-            path: self.path.clone(),
-            reason: e.to_string(),
-        })
+        Ok(self.db.with(f)?)
     }
 
     // ---- folders ----
