@@ -4,129 +4,33 @@
 //! marked "only on this computer". Waits poll state with deadlines; nothing sleeps to
 //! synchronise.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use rand::Rng;
+use common::Bed;
+use common::downloads::{settings, walk};
 use rohimaya_core::api::Job;
-use rohimaya_core::api::downloads::DownloadsApi;
-use rohimaya_core::api::uploads::StaticToken;
-use rohimaya_core::config::Endpoints;
 use rohimaya_core::downloads::{DownloadChoice, DownloadQueue, DownloadState, DownloadStore};
 use rohimaya_core::events::{Event, EventBus};
 use rohimaya_core::library::{FileRef, Library, ServerState};
 use rohimaya_core::queue::QueueStore;
-use rohimaya_core::transfer::{DownloadSession, DownloadSettings, RetryPolicy};
-use rohimaya_devstack::faults::FaultProxy;
-use rohimaya_devstack::{Devstack, DevstackConfig};
-use tempfile::TempDir;
+use rohimaya_core::transfer::DownloadSettings;
+use rohimaya_devstack::DevstackConfig;
 use tokio_util::sync::CancellationToken;
 
-const MIB: u64 = 1024 * 1024;
-
-struct Bed {
-    dir: TempDir,
-    devstack: Devstack,
-    /// Kept alive: the store's URLs point at it.
-    _proxy: FaultProxy,
-    token: String,
-    user_id: String,
-    endpoints: Endpoints,
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .unwrap_or_else(|e| panic!("no free port: {e}"))
-}
-
 async fn bed(tweak: impl FnOnce(&mut DevstackConfig)) -> Bed {
-    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
-    let s3 = std::net::SocketAddr::from(([127, 0, 0, 1], free_port()));
-    let proxy = FaultProxy::start(s3)
-        .await
-        .unwrap_or_else(|e| panic!("proxy: {e}"));
-    let mut config = DevstackConfig::new(dir.path().join("devstack"));
-    config.s3_listen = s3;
-    config.public_s3_url = Some(proxy.url());
-    config.job_duration = Duration::from_millis(300);
-    tweak(&mut config);
-    let devstack = rohimaya_devstack::start(config)
-        .await
-        .unwrap_or_else(|e| panic!("devstack: {e}"));
-    let http = reqwest::Client::new();
-    let email = format!("listener-{}@example.com", rand::rng().random::<u32>());
-    let res = http
-        .post(format!("{}/auth/v1/signup", devstack.info.supabase_url))
-        .header("apikey", &devstack.info.anon_key)
-        .json(&serde_json::json!({"email": email, "password": "correct horse battery staple 42"}))
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("signup: {e}"));
-    let session: serde_json::Value = res.json().await.unwrap_or_default();
-    let token = session["access_token"]
-        .as_str()
-        .unwrap_or_else(|| panic!("no access token in {session}"))
-        .to_string();
-    let user_id = session["user"]["id"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string();
-    let endpoints = Endpoints {
-        supabase_url: devstack.info.supabase_url.clone(),
-        anon_key: devstack.info.anon_key.clone(),
-        api_url: devstack.info.api_url.clone(),
-        origin: None,
-    };
-    Bed {
-        dir,
-        devstack,
-        _proxy: proxy,
-        token,
-        user_id,
-        endpoints,
-    }
-}
-
-fn settings() -> DownloadSettings {
-    DownloadSettings {
-        chunk_size: MIB,
-        connections: 4,
-        buffer_size: 256 * 1024,
-        checkpoint_every: 512 * 1024,
-        sync_before_rename: true,
-        retry: RetryPolicy {
-            max_attempts: 8,
-            base_delay: Duration::from_millis(20),
-            max_delay: Duration::from_millis(500),
-            stall_timeout: Duration::from_secs(2),
-        },
-    }
-}
-
-/// A finished job: its id, the book's object key and the announced size.
-struct FinishedJob {
-    id: String,
-    audio_path: String,
-    size: u64,
+    common::bed(|c| {
+        c.job_duration = Duration::from_millis(300);
+        tweak(c)
+    })
+    .await
 }
 
 impl Bed {
-    fn api(&self) -> DownloadsApi {
-        DownloadsApi::new(
-            DownloadsApi::default_http(),
-            &self.endpoints,
-            Arc::new(StaticToken(self.token.clone())),
-        )
-    }
-
-    fn session(&self, bus: &EventBus, settings: DownloadSettings) -> DownloadSession {
-        DownloadSession::new(self.api(), bus.clone(), settings)
-    }
-
     /// The account's jobs as the engine lists them.
     async fn jobs(&self) -> Vec<Job> {
         reqwest::Client::new()
@@ -158,7 +62,7 @@ impl Bed {
         let library = Arc::new(
             Library::open(&self.library(), &db).unwrap_or_else(|e| panic!("library: {e}")),
         );
-        let session = self.session(bus, settings);
+        let session = self.download_session(bus, settings);
         session.limiter.set_rate(rate);
         DownloadQueue::new(
             DownloadStore::open(&db).unwrap_or_else(|e| panic!("store: {e}")),
@@ -168,115 +72,6 @@ impl Bed {
             QueueStore::open(&db).ok(),
         )
     }
-
-    fn library(&self) -> PathBuf {
-        self.dir.path().join("Library")
-    }
-
-    fn bucket(&self) -> String {
-        self.devstack.backend().config.audiobooks_bucket.clone()
-    }
-
-    async fn object(&self, key: &str) -> Bytes {
-        self.devstack
-            .backend()
-            .store
-            .get_object(&self.bucket(), key)
-            .await
-            .unwrap_or_else(|e| panic!("get_object {key}: {e}"))
-    }
-
-    /// Uploads the fixture manuscript, creates a job and waits for the simulator.
-    async fn finished_job(&self) -> FinishedJob {
-        self.finished_job_named("The Lighthouse Keeper's Daughter", "Ada Quill")
-            .await
-    }
-
-    /// Like [`Bed::finished_job`], with the title and author the server will report.
-    async fn finished_job_named(&self, title: &str, author: &str) -> FinishedJob {
-        let backend = self.devstack.backend();
-        let key = format!(
-            "manuscripts/{}/{}/lighthouse.txt",
-            self.user_id,
-            rand::rng().random::<u64>()
-        );
-        let text = std::fs::read(fixtures().join("manuscripts/lighthouse.txt"))
-            .unwrap_or_else(|e| panic!("fixture: {e}"));
-        backend
-            .store
-            .put_object(
-                &backend.config.manuscripts_bucket,
-                &key,
-                Bytes::from(text),
-                "text/plain",
-            )
-            .await
-            .unwrap_or_else(|e| panic!("put manuscript: {e}"));
-        let http = reqwest::Client::new();
-        let job: serde_json::Value = http
-            .post(format!("{}/jobs", self.endpoints.api_url))
-            .bearer_auth(&self.token)
-            .json(&serde_json::json!({
-                "title": title, "author": author,
-                "source_type": "upload", "source_path": key, "mode": "single_voice",
-                "tts_provider": "openai", "narrator_voice_id": "alloy", "audio_format": "mp3",
-            }))
-            .send()
-            .await
-            .unwrap_or_else(|e| panic!("create job: {e}"))
-            .json()
-            .await
-            .unwrap_or_default();
-        let id = job["id"]
-            .as_str()
-            .unwrap_or_else(|| panic!("no job id in {job}"))
-            .to_string();
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            let job: serde_json::Value = http
-                .get(format!("{}/jobs/{id}", self.endpoints.api_url))
-                .bearer_auth(&self.token)
-                .send()
-                .await
-                .unwrap_or_else(|e| panic!("get job: {e}"))
-                .json()
-                .await
-                .unwrap_or_default();
-            match job["status"].as_str() {
-                Some("completed") => {
-                    return FinishedJob {
-                        id,
-                        audio_path: job["audio_path"].as_str().unwrap_or_default().to_string(),
-                        size: job["file_size_bytes"].as_u64().unwrap_or_default(),
-                    };
-                }
-                Some("failed") | Some("cancelled") => panic!("the job ended as {job}"),
-                _ => {}
-            }
-            assert!(Instant::now() < deadline, "the job did not complete: {job}");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-}
-
-fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/fixtures")
-}
-
-fn walk(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                stack.push(p);
-            } else {
-                out.push(p);
-            }
-        }
-    }
-    out
 }
 
 async fn until(what: &str, mut f: impl FnMut() -> bool) {
@@ -293,7 +88,7 @@ async fn a_completed_job_lands_catalogued_and_byte_exact_book_and_tracks() {
     let finished = bed.finished_job().await;
     let job = bed.job(&finished.id).await;
     let tracks = bed
-        .api()
+        .downloads_api()
         .tracks(&job.id)
         .await
         .unwrap_or_else(|e| panic!("{e}"));

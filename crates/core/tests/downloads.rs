@@ -6,16 +6,17 @@
 //! key directly. Nothing sleeps to synchronise: waits poll state with deadlines, and
 //! interruptions are triggered from the journal at a byte count.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use common::Bed;
+use common::downloads::{FinishedJob, MIB, settings, walk};
 use rand::Rng;
-use rohimaya_core::api::downloads::DownloadsApi;
-use rohimaya_core::api::uploads::StaticToken;
-use rohimaya_core::config::Endpoints;
 use rohimaya_core::error::{CoreError, ErrorCode};
 use rohimaya_core::events::{Event, EventBus, TransferNotice};
 use rohimaya_core::transfer::disk_space::FixedSpace;
@@ -24,130 +25,19 @@ use rohimaya_core::transfer::{
     DownloadSession, DownloadSettings, DownloadSource, Downloaded, MemoryDownloadJournal,
     ProgressMeter, RetryPolicy,
 };
-use rohimaya_devstack::faults::{Fault, FaultProxy, Rule};
-use rohimaya_devstack::{Devstack, DevstackConfig};
-use tempfile::TempDir;
+use rohimaya_devstack::DevstackConfig;
+use rohimaya_devstack::faults::{Fault, Rule};
 use tokio_util::sync::CancellationToken;
 
-const MIB: u64 = 1024 * 1024;
-
-struct Bed {
-    dir: TempDir,
-    devstack: Devstack,
-    proxy: FaultProxy,
-    token: String,
-    user_id: String,
-    endpoints: Endpoints,
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .unwrap_or_else(|e| panic!("no free port: {e}"))
-}
-
 async fn bed(tweak: impl FnOnce(&mut DevstackConfig)) -> Bed {
-    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
-    let s3 = std::net::SocketAddr::from(([127, 0, 0, 1], free_port()));
-    let proxy = FaultProxy::start(s3)
-        .await
-        .unwrap_or_else(|e| panic!("proxy: {e}"));
-    let mut config = DevstackConfig::new(dir.path().join("devstack"));
-    config.s3_listen = s3;
-    config.public_s3_url = Some(proxy.url());
-    config.job_duration = Duration::from_millis(300);
-    tweak(&mut config);
-    let devstack = rohimaya_devstack::start(config)
-        .await
-        .unwrap_or_else(|e| panic!("devstack: {e}"));
-    let http = reqwest::Client::new();
-    let email = format!("listener-{}@example.com", rand::rng().random::<u32>());
-    let res = http
-        .post(format!("{}/auth/v1/signup", devstack.info.supabase_url))
-        .header("apikey", &devstack.info.anon_key)
-        .json(&serde_json::json!({"email": email, "password": "correct horse battery staple 42"}))
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("signup: {e}"));
-    let session: serde_json::Value = res.json().await.unwrap_or_default();
-    let token = session["access_token"]
-        .as_str()
-        .unwrap_or_else(|| panic!("no access token in {session}"))
-        .to_string();
-    let user_id = session["user"]["id"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string();
-    let endpoints = Endpoints {
-        supabase_url: devstack.info.supabase_url.clone(),
-        anon_key: devstack.info.anon_key.clone(),
-        api_url: devstack.info.api_url.clone(),
-        origin: None,
-    };
-    Bed {
-        dir,
-        devstack,
-        proxy,
-        token,
-        user_id,
-        endpoints,
-    }
-}
-
-fn settings() -> DownloadSettings {
-    DownloadSettings {
-        chunk_size: MIB,
-        connections: 4,
-        buffer_size: 256 * 1024,
-        checkpoint_every: 512 * 1024,
-        sync_before_rename: true,
-        retry: RetryPolicy {
-            max_attempts: 8,
-            base_delay: Duration::from_millis(20),
-            max_delay: Duration::from_millis(500),
-            stall_timeout: Duration::from_secs(2),
-        },
-    }
-}
-
-/// A finished job: its id, the book's object key and the announced size.
-struct FinishedJob {
-    id: String,
-    audio_path: String,
-    size: u64,
+    common::bed(|c| {
+        c.job_duration = Duration::from_millis(300);
+        tweak(c)
+    })
+    .await
 }
 
 impl Bed {
-    fn api(&self) -> DownloadsApi {
-        DownloadsApi::new(
-            DownloadsApi::default_http(),
-            &self.endpoints,
-            Arc::new(StaticToken(self.token.clone())),
-        )
-    }
-
-    fn session(&self, bus: &EventBus, settings: DownloadSettings) -> DownloadSession {
-        DownloadSession::new(self.api(), bus.clone(), settings)
-    }
-
-    fn library(&self) -> PathBuf {
-        self.dir.path().join("Library")
-    }
-
-    fn bucket(&self) -> String {
-        self.devstack.backend().config.audiobooks_bucket.clone()
-    }
-
-    async fn object(&self, key: &str) -> Bytes {
-        self.devstack
-            .backend()
-            .store
-            .get_object(&self.bucket(), key)
-            .await
-            .unwrap_or_else(|e| panic!("get_object {key}: {e}"))
-    }
-
     async fn put(&self, key: &str, body: Bytes) {
         self.devstack
             .backend()
@@ -156,76 +46,6 @@ impl Bed {
             .await
             .unwrap_or_else(|e| panic!("put_object {key}: {e}"));
     }
-
-    /// Uploads the fixture manuscript, creates a job and waits for the simulator.
-    async fn finished_job(&self) -> FinishedJob {
-        let backend = self.devstack.backend();
-        let key = format!(
-            "manuscripts/{}/{}/lighthouse.txt",
-            self.user_id,
-            rand::rng().random::<u64>()
-        );
-        let text = std::fs::read(fixtures().join("manuscripts/lighthouse.txt"))
-            .unwrap_or_else(|e| panic!("fixture: {e}"));
-        backend
-            .store
-            .put_object(
-                &backend.config.manuscripts_bucket,
-                &key,
-                Bytes::from(text),
-                "text/plain",
-            )
-            .await
-            .unwrap_or_else(|e| panic!("put manuscript: {e}"));
-        let http = reqwest::Client::new();
-        let job: serde_json::Value = http
-            .post(format!("{}/jobs", self.endpoints.api_url))
-            .bearer_auth(&self.token)
-            .json(&serde_json::json!({
-                "title": "The Lighthouse Keeper's Daughter", "author": "Ada Quill",
-                "source_type": "upload", "source_path": key, "mode": "single_voice",
-                "tts_provider": "openai", "narrator_voice_id": "alloy", "audio_format": "mp3",
-            }))
-            .send()
-            .await
-            .unwrap_or_else(|e| panic!("create job: {e}"))
-            .json()
-            .await
-            .unwrap_or_default();
-        let id = job["id"]
-            .as_str()
-            .unwrap_or_else(|| panic!("no job id in {job}"))
-            .to_string();
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            let job: serde_json::Value = http
-                .get(format!("{}/jobs/{id}", self.endpoints.api_url))
-                .bearer_auth(&self.token)
-                .send()
-                .await
-                .unwrap_or_else(|e| panic!("get job: {e}"))
-                .json()
-                .await
-                .unwrap_or_default();
-            match job["status"].as_str() {
-                Some("completed") => {
-                    return FinishedJob {
-                        id,
-                        audio_path: job["audio_path"].as_str().unwrap_or_default().to_string(),
-                        size: job["file_size_bytes"].as_u64().unwrap_or_default(),
-                    };
-                }
-                Some("failed") | Some("cancelled") => panic!("the job ended as {job}"),
-                _ => {}
-            }
-            assert!(Instant::now() < deadline, "the job did not complete: {job}");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-}
-
-fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/fixtures")
 }
 
 /// `size` bytes, all different per call: a random 64 KiB block repeated, each block
@@ -339,21 +159,6 @@ fn no_part_files(dir: &Path) -> bool {
     })
 }
 
-fn walk(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    if let Ok(entries) = std::fs::read_dir(dir) {
-        for e in entries.flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                out.extend(walk(&p));
-            } else {
-                out.push(p);
-            }
-        }
-    }
-    out
-}
-
 fn read(path: &Path) -> Vec<u8> {
     std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
@@ -362,7 +167,7 @@ fn read(path: &Path) -> Vec<u8> {
 async fn book_and_every_track_are_byte_exact() {
     let bed = bed(|c| c.url_ttl = Duration::from_secs(2)).await;
     let job = bed.finished_job().await;
-    let api = bed.api();
+    let api = bed.downloads_api();
     let link = api
         .book_download(&job.id)
         .await
@@ -383,7 +188,7 @@ async fn book_and_every_track_are_byte_exact() {
     let bus = EventBus::new();
     let mut events = bus.subscribe();
     // Small chunks, so even these small WAVs take several ranged GETs in parallel.
-    let session = bed.session(
+    let session = bed.download_session(
         &bus,
         DownloadSettings {
             chunk_size: 128 * 1024,
@@ -481,7 +286,7 @@ async fn resumes_from_the_part_file_fetching_only_the_rest() {
     bed.put(&job.audio_path, body.clone()).await;
     let bus = EventBus::new();
     let mut events = bus.subscribe();
-    let session = bed.session(&bus, settings());
+    let session = bed.download_session(&bus, settings());
     let root = bed.library();
     let dest = root.join("A/B/book.wav");
 
@@ -572,7 +377,7 @@ async fn a_replaced_object_restarts_through_if_match() {
     bed.put(&job.audio_path, first).await;
     let bus = EventBus::new();
     let mut events = bus.subscribe();
-    let session = bed.session(&bus, settings());
+    let session = bed.download_session(&bus, settings());
     let root = bed.library();
     let dest = root.join("book.wav");
     let cancel = CancellationToken::new();
@@ -658,7 +463,7 @@ async fn faults_and_expiring_urls_still_give_a_byte_exact_file() {
             .times(2),
     );
     let bus = EventBus::new();
-    let mut session = bed.session(
+    let mut session = bed.download_session(
         &bus,
         DownloadSettings {
             retry: RetryPolicy {
@@ -705,7 +510,7 @@ async fn truncated_bodies_resume_and_are_never_put_in_place() {
     let bed = bed(|_| {}).await;
     let job = bed.finished_job().await;
     let bus = EventBus::new();
-    let session = bed.session(
+    let session = bed.download_session(
         &bus,
         DownloadSettings {
             retry: RetryPolicy {
@@ -765,7 +570,7 @@ async fn destinations_outside_the_library_are_refused_before_any_traffic() {
     let bed = bed(|_| {}).await;
     let job = bed.finished_job().await;
     let bus = EventBus::new();
-    let session = bed.session(&bus, settings());
+    let session = bed.download_session(&bus, settings());
     let root = bed.library();
     let elsewhere = bed.dir.path().join("elsewhere");
     for dest in [
@@ -816,7 +621,7 @@ async fn not_enough_disk_space_leaves_nothing_behind() {
     let bed = bed(|_| {}).await;
     let job = bed.finished_job().await;
     let bus = EventBus::new();
-    let mut session = bed.session(&bus, settings());
+    let mut session = bed.download_session(&bus, settings());
     session.space = Arc::new(FixedSpace(MIB));
     let root = bed.library();
     let dest = root.join("Author/Title/book.wav");
@@ -845,7 +650,7 @@ async fn checksum_and_size_mismatches_keep_nothing() {
     let job = bed.finished_job().await;
     let bus = EventBus::new();
     // One request for the whole file, whose ETag the proxy rewrites.
-    let session = bed.session(
+    let session = bed.download_session(
         &bus,
         DownloadSettings {
             chunk_size: 64 * MIB,
@@ -937,7 +742,7 @@ async fn waits_offline_and_goes_on() {
     let body = random_bytes(size);
     bed.put(&job.audio_path, body.clone()).await;
     let bus = EventBus::new();
-    let mut session = bed.session(&bus, settings());
+    let mut session = bed.download_session(&bus, settings());
     session.limiter = BandwidthLimiter::new(4_000_000);
     let root = bed.library();
     let dest = root.join("offline.wav");

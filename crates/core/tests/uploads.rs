@@ -4,10 +4,13 @@
 //! (multipart from 1 MiB, 5 MiB parts) keep files to a few tens of MiB. Nothing sleeps to
 //! synchronise: waits poll events or state with deadlines.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use common::Bed;
 use rand::Rng;
 use rohimaya_core::api::uploads::{JobOptions, StaticToken, UploadsApi};
 use rohimaya_core::config::Endpoints;
@@ -20,79 +23,21 @@ use rohimaya_core::transfer::{
     self, NoJournal, ProgressMeter, RetryPolicy, TransferError, TransferSettings, UploadResult,
     UploadSession,
 };
+use rohimaya_devstack::DevstackConfig;
 use rohimaya_devstack::faults::{Fault, FaultProxy, Rule};
-use rohimaya_devstack::{Devstack, DevstackConfig};
 use sha2::{Digest, Sha256};
-use tempfile::TempDir;
 use tokio_util::sync::CancellationToken;
 
 const MIB: u64 = 1024 * 1024;
 const PART: u64 = 5 * MIB;
 const THRESHOLD: u64 = MIB;
 
-/// A devstack whose store is reached through a fault proxy, and a signed-up user.
-struct Bed {
-    dir: TempDir,
-    devstack: Devstack,
-    proxy: FaultProxy,
-    token: String,
-    user_id: String,
-    endpoints: Endpoints,
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .unwrap_or_else(|e| panic!("no free port: {e}"))
-}
-
 async fn bed(tweak: impl FnOnce(&mut DevstackConfig)) -> Bed {
-    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
-    let s3 = std::net::SocketAddr::from(([127, 0, 0, 1], free_port()));
-    let proxy = FaultProxy::start(s3)
-        .await
-        .unwrap_or_else(|e| panic!("proxy: {e}"));
-    let mut config = DevstackConfig::new(dir.path().join("devstack"));
-    config.s3_listen = s3;
-    config.public_s3_url = Some(proxy.url());
-    config.job_duration = Duration::from_secs(60);
-    tweak(&mut config);
-    let devstack = rohimaya_devstack::start(config)
-        .await
-        .unwrap_or_else(|e| panic!("devstack: {e}"));
-    let http = reqwest::Client::new();
-    let email = format!("author-{}@example.com", rand::rng().random::<u32>());
-    let res = http
-        .post(format!("{}/auth/v1/signup", devstack.info.supabase_url))
-        .header("apikey", &devstack.info.anon_key)
-        .json(&serde_json::json!({"email": email, "password": "correct horse battery staple 42"}))
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("signup: {e}"));
-    let session: serde_json::Value = res.json().await.unwrap_or_default();
-    let token = session["access_token"]
-        .as_str()
-        .unwrap_or_else(|| panic!("no access token in {session}"))
-        .to_string();
-    let user_id = session["user"]["id"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string();
-    let endpoints = Endpoints {
-        supabase_url: devstack.info.supabase_url.clone(),
-        anon_key: devstack.info.anon_key.clone(),
-        api_url: devstack.info.api_url.clone(),
-        origin: None,
-    };
-    Bed {
-        dir,
-        devstack,
-        proxy,
-        token,
-        user_id,
-        endpoints,
-    }
+    common::bed(|c| {
+        c.job_duration = Duration::from_secs(60);
+        tweak(c)
+    })
+    .await
 }
 
 fn settings() -> TransferSettings {

@@ -4,6 +4,8 @@
 //! nothing sleeps to synchronise (the slow writer sleeps because writing slowly is what
 //! it tests).
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -37,31 +39,8 @@ async fn bed() -> Bed {
     let devstack = rohimaya_devstack::start(config)
         .await
         .unwrap_or_else(|e| panic!("devstack: {e}"));
-    let email = format!("watcher-{}@example.com", rand::rng().random::<u32>());
-    let session: serde_json::Value = reqwest::Client::new()
-        .post(format!("{}/auth/v1/signup", devstack.info.supabase_url))
-        .header("apikey", &devstack.info.anon_key)
-        .json(&serde_json::json!({"email": email, "password": "correct horse battery staple 42"}))
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("signup: {e}"))
-        .json()
-        .await
-        .unwrap_or_default();
-    let token = session["access_token"]
-        .as_str()
-        .unwrap_or_else(|| panic!("no access token in {session}"))
-        .to_string();
-    let user_id = session["user"]["id"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string();
-    let endpoints = Endpoints {
-        supabase_url: devstack.info.supabase_url.clone(),
-        anon_key: devstack.info.anon_key.clone(),
-        api_url: devstack.info.api_url.clone(),
-        origin: None,
-    };
+    let (token, user_id) = common::sign_up(&devstack).await;
+    let endpoints = common::endpoints(&devstack);
     Bed {
         dir,
         devstack,
