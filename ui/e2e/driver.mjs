@@ -147,6 +147,23 @@ export class Driver {
     await this.s(`/element/${id}/click`, {});
   }
 
+  /** Waits for an element matching `css` and clicks it (as a user would). */
+  async click(/** @type {string} */ css, ms = 30_000) {
+    const id = await this.until(`an element ${css}`, async () => (await this.all(css))[0], ms);
+    await this.s(`/element/${id}/click`, {});
+  }
+
+  /**
+   * Runs `script` (a function body; `arguments` as in WebDriver) in the page and
+   * returns its value.
+   * @param {string} script
+   * @param {unknown[]} [args]
+   * @returns {Promise<any>}
+   */
+  async run(script, args = []) {
+    return this.s('/execute/sync', { script, args });
+  }
+
   /** Types `value` into the first element matching `css`. */
   async type(/** @type {string} */ css, /** @type {string} */ value) {
     const id = await this.until(`an input ${css}`, async () => (await this.all(css))[0]);

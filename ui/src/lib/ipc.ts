@@ -7,6 +7,9 @@ import type { AboutView } from '../bindings/AboutView';
 import type { AppPrefs } from '../bindings/AppPrefs';
 import type { BackendStatus } from '../bindings/BackendStatus';
 import type { Book } from '../bindings/Book';
+import type { DownloadChoice } from '../bindings/DownloadChoice';
+import type { DownloadItem } from '../bindings/DownloadItem';
+import type { EnqueueReport } from '../bindings/EnqueueReport';
 import type { LibraryStats } from '../bindings/LibraryStats';
 import type { PlaybackView } from '../bindings/PlaybackView';
 import type { RemoveReport } from '../bindings/RemoveReport';
@@ -98,6 +101,23 @@ export const removeWatchFolder = (path: string): Promise<void> => call('remove_w
 export const pauseWatch = (path: string | null, paused: boolean): Promise<void> =>
   call('pause_watch', { path, paused });
 export const watchActivity = (limit = 200): Promise<Activity[]> => call('watch_activity', { limit });
+
+export const download = (jobId: string, choice: DownloadChoice = 'all'): Promise<EnqueueReport> =>
+  call('download', { jobId, choice });
+export const downloadList = (): Promise<DownloadItem[]> => call('download_list');
+export const downloadAction = (id: number, action: TransferAction): Promise<void> =>
+  call('download_action', { id, action });
+/** What one library sync did (the core's SyncReport). */
+export interface SyncReport {
+  enqueued: EnqueueReport[];
+  marked_only_local: string[];
+  marked_available: string[];
+  /** Jobs that could not be enqueued: [job id, error code, message]. */
+  errors: [string, string, string][];
+}
+export const syncLibrary = (): Promise<SyncReport> => call('sync_library');
+/** Verifies the library; answers the download rows queued again. */
+export const repairLibrary = (): Promise<number[]> => call('repair_library');
 
 /** Calls `handler` with every core event until the returned function is called. */
 export function onCoreEvent(handler: (event: CoreEvent) => void): Promise<UnlistenFn> {
