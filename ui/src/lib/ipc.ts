@@ -21,6 +21,7 @@ import type { JobView } from '../bindings/JobView';
 import type { QueueItem } from '../bindings/QueueItem';
 import type { SessionView } from '../bindings/SessionView';
 import type { SignUpView } from '../bindings/SignUpView';
+import type { SyncReport } from '../bindings/SyncReport';
 import type { TransferAction } from '../bindings/TransferAction';
 import type { UploadOffer } from '../bindings/UploadOffer';
 import type { Activity } from '../bindings/Activity';
@@ -107,14 +108,6 @@ export const download = (jobId: string, choice: DownloadChoice = 'all'): Promise
 export const downloadList = (): Promise<DownloadItem[]> => call('download_list');
 export const downloadAction = (id: number, action: TransferAction): Promise<void> =>
   call('download_action', { id, action });
-/** What one library sync did (the core's SyncReport). */
-export interface SyncReport {
-  enqueued: EnqueueReport[];
-  marked_only_local: string[];
-  marked_available: string[];
-  /** Jobs that could not be enqueued: [job id, error code, message]. */
-  errors: [string, string, string][];
-}
 export const syncLibrary = (): Promise<SyncReport> => call('sync_library');
 /** Verifies the library; answers the download rows queued again. */
 export const repairLibrary = (): Promise<number[]> => call('repair_library');
