@@ -15,7 +15,7 @@
 // and relaunch the app with the same data and keyring and find the session, the jobs and
 // the library still there; sign out. Every step saves a screenshot in E2E_ARTIFACTS
 // (default <repo>/target/e2e/) and prints its time. Environment: ROHIMAYA_APP,
-// TAURI_DRIVER, E2E_PORT (default 4444).
+// TAURI_DRIVER, E2E_PORT (default 4444; the native WebDriver listens on the next port).
 import { copyFileSync, existsSync, mkdirSync, mkdtempSync, renameSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
@@ -151,7 +151,9 @@ try {
   await d.waitText('ol.log li', /\suploaded\s.*The Keeper\.md/, 60_000);
   await done('folder-upload');
   await nav('Audiobooks');
-  await d.until('the watched file\'s job', async () => (await d.all('li.job')).length === 2, 60_000);
+  // Its title comes from the file name.
+  await d.waitText('.job .title', /^The Keeper/, 60_000);
+  await d.until('two jobs', async () => (await d.all('li.job')).length === 2, 10_000);
   await d.until('both jobs narrated', async () => {
     const statuses = await d.texts('li.job .status');
     return statuses.length === 2 && statuses.every((t) => t === 'Done');

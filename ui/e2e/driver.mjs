@@ -27,7 +27,9 @@ export class Driver {
     /** @type {string | null} */
     this.session = null;
     this.exited = false;
-    this.process = spawn(driverPath(), ['--port', String(port)], {
+    // The native WebDriver on the next port, so two runs with different E2E_PORTs on
+    // one machine do not meet (tauri-driver's default native port is fixed).
+    this.process = spawn(driverPath(), ['--port', String(port), '--native-port', String(port + 1)], {
       stdio: ['ignore', 'inherit', 'inherit'],
       env: { ...process.env, ...env },
     });
