@@ -9,6 +9,7 @@ use rohimaya_core::client::{
     AboutView, ErrorView, JobAction, PlaybackView, SessionView, SignUpView, TransferAction,
     UploadOffer, WatchFolderRequest,
 };
+use rohimaya_core::downloads::{DownloadChoice, DownloadItem, EnqueueReport, SyncReport};
 use rohimaya_core::jobs::JobView;
 use rohimaya_core::library::{Book, LibraryStats, RemoveReport};
 use rohimaya_core::prefs::AppPrefs;
@@ -272,4 +273,40 @@ pub async fn pause_watch(
 #[tauri::command]
 pub async fn watch_activity(shell: State<'_, Shell>, limit: usize) -> Answer<Vec<Activity>> {
     view(shell.client()?.watch_activity(limit.min(1000)))
+}
+
+/// Queues a completed job's audiobook for download into the library.
+#[tauri::command]
+pub async fn download(
+    shell: State<'_, Shell>,
+    job_id: String,
+    choice: DownloadChoice,
+) -> Answer<EnqueueReport> {
+    view(shell.client()?.download(&job_id, choice).await)
+}
+
+#[tauri::command]
+pub async fn download_list(shell: State<'_, Shell>) -> Answer<Vec<DownloadItem>> {
+    view(shell.client()?.download_list().await)
+}
+
+#[tauri::command]
+pub async fn download_action(
+    shell: State<'_, Shell>,
+    id: i64,
+    action: TransferAction,
+) -> Answer<()> {
+    view(shell.client()?.download_action(id, action).await)
+}
+
+/// Queues the completed jobs not yet in the library; never deletes anything.
+#[tauri::command]
+pub async fn sync_library(shell: State<'_, Shell>) -> Answer<SyncReport> {
+    view(shell.client()?.sync_library().await)
+}
+
+/// Verifies the library and queues missing or changed files again (their row ids).
+#[tauri::command]
+pub async fn repair_library(shell: State<'_, Shell>) -> Answer<Vec<i64>> {
+    view(shell.client()?.repair_library().await)
 }

@@ -101,6 +101,11 @@ pub fn run() -> Result<(), tauri::Error> {
             commands::remove_watch_folder,
             commands::pause_watch,
             commands::watch_activity,
+            commands::download,
+            commands::download_list,
+            commands::download_action,
+            commands::sync_library,
+            commands::repair_library,
         ])
         .build(tauri::generate_context!())?;
     app.run(|app, event| {

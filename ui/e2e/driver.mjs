@@ -27,7 +27,9 @@ export class Driver {
     /** @type {string | null} */
     this.session = null;
     this.exited = false;
-    this.process = spawn(driverPath(), ['--port', String(port)], {
+    // The native WebDriver on the next port, so two runs with different E2E_PORTs on
+    // one machine do not meet (tauri-driver's default native port is fixed).
+    this.process = spawn(driverPath(), ['--port', String(port), '--native-port', String(port + 1)], {
       stdio: ['ignore', 'inherit', 'inherit'],
       env: { ...process.env, ...env },
     });
@@ -145,6 +147,23 @@ export class Driver {
   async clickButton(/** @type {string} */ text, ms = 30_000) {
     const id = await this.until(`a "${text}" button`, async () => (await this.withText('button', text))[0], ms);
     await this.s(`/element/${id}/click`, {});
+  }
+
+  /** Waits for an element matching `css` and clicks it (as a user would). */
+  async click(/** @type {string} */ css, ms = 30_000) {
+    const id = await this.until(`an element ${css}`, async () => (await this.all(css))[0], ms);
+    await this.s(`/element/${id}/click`, {});
+  }
+
+  /**
+   * Runs `script` (a function body; `arguments` as in WebDriver) in the page and
+   * returns its value.
+   * @param {string} script
+   * @param {unknown[]} [args]
+   * @returns {Promise<any>}
+   */
+  async run(script, args = []) {
+    return this.s('/execute/sync', { script, args });
   }
 
   /** Types `value` into the first element matching `css`. */

@@ -1,6 +1,6 @@
-//! Which events deserve a desktop notification, and its words: an upload that failed, a
-//! narration job that completed, a session the server ended. The shells show what
-//! [`desktop_alert`] returns; they never decide which events matter.
+//! Which events deserve a desktop notification, and its words: an upload or a download
+//! that failed, a narration job that completed, a session the server ended. The shells
+//! show what [`desktop_alert`] returns; they never decide which events matter.
 //!
 //! It owns that choice and the wording; it never shows anything itself and never puts a
 //! path outside the file name, a URL or a token into a notification.
@@ -18,6 +18,8 @@ pub enum AlertKind {
     JobCompleted,
     JobFailed,
     SessionEnded,
+    /// A download into the library failed (transfer ids `d{id}`).
+    DownloadFailed,
 }
 
 /// One desktop notification.
@@ -36,18 +38,27 @@ pub struct DesktopAlert {
 pub fn desktop_alert(event: &Event) -> Option<DesktopAlert> {
     match event {
         Event::TransferState {
+            transfer_id,
             path,
             state: TransferState::Failed,
             detail,
-            ..
         } => {
             let name = path
                 .file_name()
                 .map(|n| n.to_string_lossy().into_owned())
                 .unwrap_or_default();
+            let download = transfer_id.starts_with('d');
             Some(DesktopAlert {
-                kind: AlertKind::UploadFailed,
-                title: format!("Upload failed: {name}"),
+                kind: if download {
+                    AlertKind::DownloadFailed
+                } else {
+                    AlertKind::UploadFailed
+                },
+                title: if download {
+                    format!("Download failed: {name}")
+                } else {
+                    format!("Upload failed: {name}")
+                },
                 body: detail
                     .clone()
                     .unwrap_or_else(|| "Open Rohimaya to retry it.".into()),
@@ -126,6 +137,15 @@ mod tests {
         .expect("an alert");
         assert_eq!(failed.title, "Upload failed: book.docx");
         assert!(!failed.title.contains("Secret Dir"));
+        let download = desktop_alert(&Event::TransferState {
+            transfer_id: crate::downloads::transfer_id(1),
+            path: "/home/a/Library/Ann/Book/Book.wav".into(),
+            state: TransferState::Failed,
+            detail: Some("disk_full: not enough space".into()),
+        })
+        .expect("an alert");
+        assert_eq!(download.kind, AlertKind::DownloadFailed);
+        assert_eq!(download.title, "Download failed: Book.wav");
         assert!(
             desktop_alert(&Event::SessionChanged {
                 signed_in: false,

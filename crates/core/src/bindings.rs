@@ -63,6 +63,7 @@ fn generated() -> Vec<(String, String)> {
         crate::downloads::DownloadItem,
         crate::downloads::DownloadChoice,
         crate::downloads::EnqueueReport,
+        crate::downloads::SyncReport,
     );
     out
 }

@@ -3,4 +3,4 @@
 /**
  * What the user is alerted to.
  */
-export type AlertKind = "upload_failed" | "job_completed" | "job_failed" | "session_ended";
+export type AlertKind = "upload_failed" | "job_completed" | "job_failed" | "session_ended" | "download_failed";

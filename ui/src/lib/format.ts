@@ -43,6 +43,8 @@ const STATE_WORDS: Record<string, string> = {
   completed: 'Done',
   pending: 'Waiting to start',
   processing: 'Narrating',
+  downloading: 'Downloading',
+  verifying: 'Verifying',
 };
 
 export function stateWord(state: string): string {

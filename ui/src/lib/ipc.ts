@@ -7,6 +7,9 @@ import type { AboutView } from '../bindings/AboutView';
 import type { AppPrefs } from '../bindings/AppPrefs';
 import type { BackendStatus } from '../bindings/BackendStatus';
 import type { Book } from '../bindings/Book';
+import type { DownloadChoice } from '../bindings/DownloadChoice';
+import type { DownloadItem } from '../bindings/DownloadItem';
+import type { EnqueueReport } from '../bindings/EnqueueReport';
 import type { LibraryStats } from '../bindings/LibraryStats';
 import type { PlaybackView } from '../bindings/PlaybackView';
 import type { RemoveReport } from '../bindings/RemoveReport';
@@ -18,6 +21,7 @@ import type { JobView } from '../bindings/JobView';
 import type { QueueItem } from '../bindings/QueueItem';
 import type { SessionView } from '../bindings/SessionView';
 import type { SignUpView } from '../bindings/SignUpView';
+import type { SyncReport } from '../bindings/SyncReport';
 import type { TransferAction } from '../bindings/TransferAction';
 import type { UploadOffer } from '../bindings/UploadOffer';
 import type { Activity } from '../bindings/Activity';
@@ -98,6 +102,15 @@ export const removeWatchFolder = (path: string): Promise<void> => call('remove_w
 export const pauseWatch = (path: string | null, paused: boolean): Promise<void> =>
   call('pause_watch', { path, paused });
 export const watchActivity = (limit = 200): Promise<Activity[]> => call('watch_activity', { limit });
+
+export const download = (jobId: string, choice: DownloadChoice = 'all'): Promise<EnqueueReport> =>
+  call('download', { jobId, choice });
+export const downloadList = (): Promise<DownloadItem[]> => call('download_list');
+export const downloadAction = (id: number, action: TransferAction): Promise<void> =>
+  call('download_action', { id, action });
+export const syncLibrary = (): Promise<SyncReport> => call('sync_library');
+/** Verifies the library; answers the download rows queued again. */
+export const repairLibrary = (): Promise<number[]> => call('repair_library');
 
 /** Calls `handler` with every core event until the returned function is called. */
 export function onCoreEvent(handler: (event: CoreEvent) => void): Promise<UnlistenFn> {

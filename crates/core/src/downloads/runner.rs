@@ -69,6 +69,7 @@ pub struct EnqueueReport {
 
 /// What one sync round did.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 pub struct SyncReport {
     pub enqueued: Vec<EnqueueReport>,
     pub marked_only_local: Vec<String>,

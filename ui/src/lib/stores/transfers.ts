@@ -1,30 +1,51 @@
-// The transfers' bookkeeping, pure: rows from the queue's listing, kept current by the
-// core's progress, state and notice events (the store in ./transfers.svelte.ts holds
-// the result).
+// The transfers' bookkeeping, pure: uploads (from the queue's listing) and downloads
+// (from the download queue's listing) in one set of rows keyed by the core's transfer id
+// — "<id>" for an upload, "d<id>" for a download — kept current by the core's progress,
+// state and notice events (the store in ./transfers.svelte.ts holds the result).
+import type { DownloadItem } from '../../bindings/DownloadItem';
+import type { DownloadState } from '../../bindings/DownloadState';
 import type { Event as CoreEvent } from '../../bindings/Event';
 import type { ItemState } from '../../bindings/ItemState';
 import type { QueueItem } from '../../bindings/QueueItem';
 import type { TransferState } from '../../bindings/TransferState';
 
+export type Direction = 'upload' | 'download';
+
 /** One row: the stored item plus what the latest events said. */
 export interface TransferRow {
+  /** The transfer id of its events: "12" (upload 12) or "d12" (download 12). */
+  key: string;
+  /** The row id in its own queue (what transfer_action / download_action take). */
   id: number;
+  direction: Direction;
   fileName: string;
   path: string;
   size: number;
-  state: TransferState | ItemState;
+  state: TransferState | ItemState | DownloadState;
   bytesDone: number;
   rate: number;
   etaSecs: number | null;
-  /** The error when failed, the job id when completed, a notice otherwise. */
+  /** The error when failed, a notice otherwise (uploads: the job id once completed). */
   detail: string | null;
+  /** Uploads: the job created from it; downloads: the job whose audiobook it is. */
   jobId: string | null;
+  /** Arrival order (higher is newer): the list shows the newest first. */
+  seq: number;
 }
 
-export function rowFromItem(item: QueueItem): TransferRow {
+export type TransferRows = ReadonlyMap<string, TransferRow>;
+
+/** The key of a transfer id: downloads start with "d", uploads are plain numbers. */
+export function parseKey(key: string): { direction: Direction; id: number } {
+  return key.startsWith('d') ? { direction: 'download', id: Number(key.slice(1)) } : { direction: 'upload', id: Number(key) };
+}
+
+export function rowFromItem(item: QueueItem, seq = Number(item.id)): TransferRow {
   const done = item.state === 'completed' ? item.size : 0;
   return {
+    key: String(item.id),
     id: Number(item.id),
+    direction: 'upload',
     fileName: item.file_name,
     path: item.path,
     size: Number(item.size),
@@ -34,6 +55,26 @@ export function rowFromItem(item: QueueItem): TransferRow {
     etaSecs: null,
     detail: item.error_message,
     jobId: item.job_id,
+    seq,
+  };
+}
+
+export function rowFromDownload(item: DownloadItem, seq = Number(item.id)): TransferRow {
+  const size = Number(item.expected_size ?? 0);
+  return {
+    key: item.transfer_id,
+    id: Number(item.id),
+    direction: 'download',
+    fileName: baseName(item.rel_path),
+    path: item.rel_path,
+    size,
+    state: item.state,
+    bytesDone: item.state === 'completed' && size > 0 ? size : Number(item.bytes_done),
+    rate: 0,
+    etaSecs: null,
+    detail: item.error_message,
+    jobId: item.job_id,
+    seq,
   };
 }
 
@@ -42,19 +83,25 @@ function baseName(path: string): string {
   return parts[parts.length - 1] || path;
 }
 
+function nextSeq(rows: TransferRows): number {
+  let max = 0;
+  for (const r of rows.values()) max = Math.max(max, r.seq);
+  return max + 1;
+}
+
 /** The rows after `event`; `rows` is not changed. Events for unknown ids add a row. */
-export function applyEvent(
-  rows: ReadonlyMap<number, TransferRow>,
-  event: CoreEvent,
-): ReadonlyMap<number, TransferRow> {
+export function applyEvent(rows: TransferRows, event: CoreEvent): TransferRows {
   if (event.type !== 'transfer_progress' && event.type !== 'transfer_state' && event.type !== 'transfer_notice') {
     return rows;
   }
-  const id = Number(event.transfer_id);
+  const key = event.transfer_id;
+  const { direction, id } = parseKey(key);
   const next = new Map(rows);
-  const row: TransferRow = next.get(id) ?? {
+  const row: TransferRow = next.get(key) ?? {
+    key,
     id,
-    fileName: event.type === 'transfer_state' ? baseName(event.path) : `#${id}`,
+    direction,
+    fileName: event.type === 'transfer_state' ? baseName(event.path) : `#${key}`,
     path: event.type === 'transfer_state' ? event.path : '',
     size: 0,
     state: 'queued',
@@ -63,9 +110,10 @@ export function applyEvent(
     etaSecs: null,
     detail: null,
     jobId: null,
+    seq: nextSeq(rows),
   };
   if (event.type === 'transfer_progress') {
-    next.set(id, {
+    next.set(key, {
       ...row,
       bytesDone: Number(event.bytes_done),
       size: Number(event.bytes_total) || row.size,
@@ -75,17 +123,19 @@ export function applyEvent(
     });
   } else if (event.type === 'transfer_state') {
     const completed = event.state === 'completed';
-    next.set(id, {
+    next.set(key, {
       ...row,
+      fileName: row.fileName.startsWith('#') ? baseName(event.path) : row.fileName,
+      path: row.path || event.path,
       state: event.state,
       detail: completed ? null : event.detail,
       jobId: completed ? event.detail : row.jobId,
-      bytesDone: completed ? row.size : row.bytesDone,
+      bytesDone: completed ? Math.max(row.size, row.bytesDone) : row.bytesDone,
       rate: completed ? 0 : row.rate,
       etaSecs: completed ? null : row.etaSecs,
     });
   } else {
-    next.set(id, { ...row, detail: noticeText(event.notice) ?? row.detail });
+    next.set(key, { ...row, detail: noticeText(event.notice) ?? row.detail });
   }
   return next;
 }
@@ -106,19 +156,82 @@ function noticeText(notice: Extract<CoreEvent, { type: 'transfer_notice' }>['not
       return 'Waiting for the network…';
     case 'busy_elsewhere':
       return notice.message;
+    case 'download_restarted':
+      return `Started over: ${notice.reason}`;
+    case 'download_resumed':
+      return 'Resumed from the partly downloaded file';
     default:
       return null;
   }
 }
 
 /** Rows newest first. */
-export function sortedRows(rows: ReadonlyMap<number, TransferRow>): TransferRow[] {
-  return [...rows.values()].sort((a, b) => b.id - a.id);
+export function sortedRows(rows: TransferRows): TransferRow[] {
+  return [...rows.values()].sort((a, b) => b.seq - a.seq);
 }
 
-/** The store: rows by id, replaced wholesale on every change (cheap at 1,000 rows). */
+/**
+ * Rows from the two queues' listings: uploads first, then downloads (a book downloads
+ * after its manuscript went up), each oldest first, so the newest show on top.
+ */
+export function rowsFrom(uploads: QueueItem[], downloads: DownloadItem[] = []): TransferRows {
+  const rows = new Map<string, TransferRow>();
+  const up = [...uploads].sort((a, b) => Number(a.id) - Number(b.id));
+  const down = [...downloads].sort((a, b) => Number(a.id) - Number(b.id));
+  let seq = 0;
+  for (const i of up) rows.set(String(i.id), rowFromItem(i, ++seq));
+  for (const d of down) rows.set(d.transfer_id, rowFromDownload(d, ++seq));
+  return rows;
+}
 
-/** Rows keyed by id from the queue's listing. */
-export function rowsFrom(items: QueueItem[]): ReadonlyMap<number, TransferRow> {
-  return new Map(items.map((i) => [Number(i.id), rowFromItem(i)]));
+/**
+ * The rows with the download queue's listing merged in: known rows keep their place and
+ * gain what only the listing knows (the job, the expected size); new ones go on top.
+ */
+export function mergeDownloads(rows: TransferRows, downloads: DownloadItem[]): TransferRows {
+  const next = new Map(rows);
+  let seq = nextSeq(rows);
+  for (const d of [...downloads].sort((a, b) => Number(a.id) - Number(b.id))) {
+    const known = next.get(d.transfer_id);
+    if (known) {
+      next.set(d.transfer_id, {
+        ...known,
+        jobId: d.job_id,
+        size: known.size || Number(d.expected_size ?? 0),
+        fileName: baseName(d.rel_path),
+      });
+    } else {
+      next.set(d.transfer_id, rowFromDownload(d, seq++));
+    }
+  }
+  return next;
+}
+
+/** A download event for a row the listing has not told us about (auto-download, sync). */
+export function isUnknownDownload(rows: TransferRows, event: CoreEvent): boolean {
+  return (
+    (event.type === 'transfer_state' || event.type === 'transfer_progress') &&
+    event.transfer_id.startsWith('d') &&
+    !rows.get(event.transfer_id)?.jobId
+  );
+}
+
+const RUNNING = new Set(['queued', 'hashing', 'uploading', 'waiting', 'offline', 'creating_job', 'downloading', 'verifying']);
+
+/** Still going (so pause and cancel apply). */
+export function isRunning(state: string): boolean {
+  return RUNNING.has(state);
+}
+
+/** Where each job's audiobook download stands, from the download rows. */
+export function downloadStates(rows: TransferRows): ReadonlyMap<string, 'downloading' | 'failed' | 'done'> {
+  const out = new Map<string, 'downloading' | 'failed' | 'done'>();
+  for (const r of rows.values()) {
+    if (r.direction !== 'download' || !r.jobId) continue;
+    const prev = out.get(r.jobId);
+    if (isRunning(r.state) || r.state === 'paused') out.set(r.jobId, 'downloading');
+    else if (r.state === 'failed' && prev !== 'downloading') out.set(r.jobId, 'failed');
+    else if (r.state === 'completed' && prev === undefined) out.set(r.jobId, 'done');
+  }
+  return out;
 }
