@@ -72,4 +72,30 @@ describe('LibraryView', () => {
     expect(await screen.findByText('No book matches.')).toBeTruthy();
     expect(calls).toContainEqual(['remove_book', { jobId: 'j1' }]);
   });
+
+  it('checks the server and repairs, saying what happened', async () => {
+    const calls: string[] = [];
+    mockIPC((cmd) => {
+      calls.push(cmd);
+      if (cmd === 'books') return [book];
+      if (cmd === 'library_stats') return { books: 1, files: 3, bytes: 3000, only_local: 0 };
+      if (cmd === 'sync_library')
+        return {
+          enqueued: [{ job_id: 'j2', title: 'Second', queued: [4, 5], already: 0 }],
+          marked_only_local: [],
+          marked_available: [],
+          errors: [],
+        };
+      if (cmd === 'repair_library') return [];
+      return null;
+    });
+    render(LibraryView);
+    await screen.findByText('The Lighthouse');
+    await fireEvent.click(screen.getByRole('button', { name: 'Check the server' }));
+    expect((await screen.findByRole('status')).textContent).toBe('2 files of 1 book downloading.');
+    await fireEvent.click(screen.getByRole('button', { name: 'Repair' }));
+    await vi.waitFor(() => expect(screen.getByRole('status').textContent).toBe('Every file is in place.'));
+    expect(calls).toContain('sync_library');
+    expect(calls).toContain('repair_library');
+  });
 });
