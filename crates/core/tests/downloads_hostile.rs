@@ -5,7 +5,8 @@
 //! titles, authors, track titles and `export_filename`s are path traversals, absolute
 //! paths, Windows device names, control characters, 5,000-character names and names with
 //! trailing dots and spaces; some of its `file_size_bytes` are bigger or smaller than the
-//! body, and one ETag is not the body's MD5. Afterwards every file in the test's folder
+//! body, one ETag is not the body's MD5, and one download link is `file:///etc/passwd`.
+//! Afterwards every file in the test's folder
 //! is inside the library root (or the data folder holding `state.db`), no `.part` is
 //! left, the names are the ones docs/library.md promises, and each lie failed its file
 //! with an error that says what was wrong.
@@ -106,11 +107,17 @@ async fn track_link(
     if !h.jobs.get(&id).is_some_and(|j| j.files.contains_key(&tid)) {
         return not_found();
     }
+    // One track's URL is not HTTP at all: it must fail, not read a local file.
+    let url = if id == "scheme" {
+        "file:///etc/passwd".to_string()
+    } else {
+        format!("{}/files/{id}/{tid}", h.base)
+    };
     Json(json!({
         "track_id": tid,
         // Differs from the track list's, and is worse: never used for a path either.
         "export_filename": "../../../../../tmp/owned.wav",
-        "download_url": format!("{}/files/{id}/{tid}", h.base),
+        "download_url": url,
         "expires_in": 900,
     }))
     .into_response()
@@ -362,6 +369,14 @@ async fn a_hostile_server_never_gets_a_file_outside_the_library_and_its_lies_fai
                 6,
             ),
             hostile_job(
+                "scheme",
+                "Scheme",
+                "Liar",
+                None,
+                &[("Local", "passwd.wav", 1_000, 1_000)],
+                9,
+            ),
+            hostile_job(
                 "track-liar",
                 "Track Liar",
                 "Liar",
@@ -433,6 +448,7 @@ async fn a_hostile_server_never_gets_a_file_outside_the_library_and_its_lies_fai
         "smaller",
         "track-liar",
         "checksum",
+        "scheme",
     ] {
         // The engine's JobResponse, read as the API client reads it.
         let job: Job = http
@@ -444,8 +460,13 @@ async fn a_hostile_server_never_gets_a_file_outside_the_library_and_its_lies_fai
             .json()
             .await
             .unwrap_or_else(|e| panic!("GET /jobs/{id}: {e}"));
+        let choice = if id == "scheme" {
+            DownloadChoice::Tracks
+        } else {
+            DownloadChoice::All
+        };
         queue
-            .enqueue_job(&job, DownloadChoice::All)
+            .enqueue_job(&job, choice)
             .await
             .unwrap_or_else(|e| panic!("enqueue {id}: {e}"));
     }
@@ -559,6 +580,22 @@ async fn a_hostile_server_never_gets_a_file_outside_the_library_and_its_lies_fai
         f[0].error_message
             .as_deref()
             .is_some_and(|m| m.contains("do not match the server's checksum")),
+        "{:?}",
+        f[0]
+    );
+    assert!(!root.join(&f[0].rel_path).exists());
+    let f = failed("scheme");
+    assert_eq!(f.len(), 1, "{:?}", by("scheme"));
+    assert_eq!(
+        f[0].error_code.as_deref(),
+        Some("unexpected_response"),
+        "{:?}",
+        f[0]
+    );
+    assert!(
+        f[0].error_message
+            .as_deref()
+            .is_some_and(|m| m.contains("not an http(s) URL (`file:`)") && !m.contains("passwd")),
         "{:?}",
         f[0]
     );
