@@ -3,10 +3,9 @@
 //! backend is stopped. Bytes fetched again are measured at a fault proxy in front of the
 //! store and must stay within the engine's buffers in flight. The simulator's book is a
 //! few hundred KiB (one 1 MiB buffer: the bandwidth limit cannot pace it finely), so the
-//! kill lands once bytes flowed but before the file is put in place; resuming a large
-//! object from a mid-way checkpoint is covered in-process by
-//! `crates/core/tests/downloads.rs`. It needs a D-Bus session with an unlocked
-//! gnome-keyring, as scripts/test provides.
+//! kill lands once bytes flowed but before the file is put in place; killing and resuming
+//! large books mid-file through the CLI is `download_resume.rs`. It needs a D-Bus
+//! session with an unlocked gnome-keyring, as scripts/test provides.
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::Path;

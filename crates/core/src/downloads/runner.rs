@@ -326,10 +326,6 @@ impl DownloadQueue {
                         && r.state == DownloadState::Completed
                         && self.abs(&r.rel_path).is_file()
                 });
-            if queued || local {
-                already += 1;
-                continue;
-            }
             let (expected_size, duration) = match file.which {
                 FileRef::Book => (job.file_size_bytes, job.duration_seconds),
                 FileRef::Track(_) => {
@@ -341,6 +337,23 @@ impl DownloadQueue {
                     )
                 }
             };
+            if queued {
+                // The server may have another file now (the job narrated again): the row
+                // resumes or starts over against the size announced now, not the one
+                // announced when it was queued (else it would fail on every retry).
+                let now = expected_size.and_then(|s| u64::try_from(s).ok());
+                for r in existing.iter().filter(|r| {
+                    r.which == file.which
+                        && (r.state.is_pending() || r.state == DownloadState::Failed)
+                        && r.expected_size != now
+                }) {
+                    self.store.set_expected_size(r.id, now)?;
+                }
+            }
+            if queued || local {
+                already += 1;
+                continue;
+            }
             items.push(NewItem {
                 which: file.which,
                 track_id: file.track_id.clone(),

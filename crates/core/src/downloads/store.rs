@@ -342,6 +342,25 @@ impl DownloadStore {
         })
     }
 
+    /// The size the server now announces for row `id`'s file.
+    pub fn set_expected_size(
+        &self,
+        id: i64,
+        expected_size: Option<u64>,
+    ) -> Result<(), DownloadQueueError> {
+        self.with(|c| {
+            c.execute(
+                "UPDATE download_items SET expected_size = ?2, updated_at = ?3 WHERE id = ?1",
+                params![
+                    id,
+                    expected_size.and_then(|s| i64::try_from(s).ok()),
+                    now_ms()
+                ],
+            )
+            .map(drop)
+        })
+    }
+
     pub fn set_checkpoint(
         &self,
         id: i64,

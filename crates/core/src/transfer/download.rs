@@ -603,6 +603,19 @@ impl<'a> Run<'a> {
                 _ = self.job.cancel.cancelled() => return Err(self.interrupted()),
             };
             match result {
+                Ok((url, _)) if !is_http_url(&url) => {
+                    // Never retried, never logged whole (it may carry a signature).
+                    let scheme = url.split(':').next().unwrap_or_default();
+                    return Err(DownloadError::Api {
+                        what: format!("{}: {what}", self.what()),
+                        source: DownloadApiError::Unexpected {
+                            detail: format!(
+                                "a download link that is not an http(s) URL (`{}:`); nothing was fetched",
+                                scheme.chars().take(16).collect::<String>()
+                            ),
+                        },
+                    });
+                }
                 Ok(v) => return Ok(v),
                 Err(e) if e.is_offline() => {
                     if !self
@@ -1260,6 +1273,12 @@ async fn file_md5(path: &Path) -> std::io::Result<String> {
     .map_err(|e| std::io::Error::other(e.to_string()))?
 }
 
+/// Whether a download link from the API is an absolute http(s) URL (anything else, such
+/// as `file:`, is refused before any request).
+fn is_http_url(url: &str) -> bool {
+    url::Url::parse(url).is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.has_host())
+}
+
 /// Whether a URL had at `at` for `expires_in` seconds may still be sent: with a margin
 /// of a quarter of its life (at most 30 s) for the trip to the store and clock skew.
 fn still_valid(at: Instant, expires_in: u64) -> bool {
@@ -1303,5 +1322,15 @@ mod tests {
         let back: DownloadCheckpoint =
             serde_json::from_str(&json).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(back, c);
+    }
+
+    #[test]
+    fn only_http_download_links_are_used() {
+        assert!(is_http_url("https://store.example/b/k?X-Amz-Signature=x"));
+        assert!(is_http_url("http://127.0.0.1:9000/b/k"));
+        assert!(!is_http_url("file:///etc/passwd"));
+        assert!(!is_http_url("/relative/path"));
+        assert!(!is_http_url("ftp://host/x"));
+        assert!(!is_http_url("data:audio/wav;base64,AAAA"));
     }
 }

@@ -151,7 +151,9 @@ pub async fn open(req: &GetRequest<'_>) -> Result<Opened, GetFailure> {
             })
         }
         412 => Err(GetFailure::Changed(
-            "the file on the server changed since its first bytes were received".into(),
+            "the file on the server changed since its first bytes were received \
+             (the store answered 412 to If-Match)"
+                .into(),
         )),
         416 => {
             // `bytes */0`: the object is empty (a range of an empty object cannot be
@@ -190,7 +192,9 @@ pub async fn open(req: &GetRequest<'_>) -> Result<Opened, GetFailure> {
             }
             if code == "PreconditionFailed" {
                 return Err(GetFailure::Changed(
-                    "the file on the server changed since its first bytes were received".into(),
+                    "the file on the server changed since its first bytes were received \
+                     (the store answered PreconditionFailed to If-Match)"
+                        .into(),
                 ));
             }
             Err(match classify(status, &code, &message, retry_after) {

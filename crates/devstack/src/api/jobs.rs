@@ -1377,6 +1377,42 @@ pub(crate) fn complete_job(
     })
 }
 
+/// Test hook: stores `body` as completed job `job_id`'s whole-book audio (at its
+/// `audio_path`, replacing the object there) and records its size in `file_size_bytes`,
+/// as if the job had been narrated into this file. Tests use it for large books and for
+/// an object that changes on the server; no route reaches it. Returns the new object's
+/// ETag (unquoted). 404 if the job is unknown, 400 if it has no audio yet.
+pub async fn replace_job_audio(
+    backend: &Backend,
+    job_id: &str,
+    body: Bytes,
+) -> Result<String, ApiError> {
+    let job = load_job(backend, job_id)?
+        .ok_or_else(|| ApiError::not_found(format!("Job {job_id} not found")))?;
+    let key = job
+        .audio_path
+        .filter(|p| !p.is_empty())
+        .ok_or_else(|| ApiError::bad_request(format!("Job {job_id} has no audio yet")))?;
+    let size = i64::try_from(body.len()).map_err(ApiError::internal)?;
+    let meta = backend
+        .store
+        .put_object(&backend.config.audiobooks_bucket, &key, body, "audio/wav")
+        .await
+        .map_err(|e| {
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("cannot store {key}: {e}"),
+            )
+        })?;
+    backend.db.call(|c| {
+        c.execute(
+            "UPDATE jobs SET file_size_bytes = ?2 WHERE id = ?1",
+            params![job_id, size],
+        )
+    })?;
+    Ok(meta.etag)
+}
+
 /// Fails run `run_id` with `message`; false if the job is no longer that run's.
 pub(crate) fn fail_job(
     backend: &Backend,
