@@ -138,6 +138,12 @@ pub async fn pause_all(shell: State<'_, Shell>, paused: bool) -> Answer<()> {
     view(shell.client()?.set_paused(paused).await)
 }
 
+/// Whether the global pause is on.
+#[tauri::command]
+pub async fn transfers_paused(shell: State<'_, Shell>) -> Answer<bool> {
+    view(shell.client()?.paused().await)
+}
+
 #[tauri::command]
 pub async fn jobs(shell: State<'_, Shell>) -> Answer<Vec<JobView>> {
     view(shell.client()?.jobs().await)

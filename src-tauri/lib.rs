@@ -82,6 +82,7 @@ pub fn run() -> Result<(), tauri::Error> {
             commands::transfers,
             commands::transfer_action,
             commands::pause_all,
+            commands::transfers_paused,
             commands::jobs,
             commands::job_action,
             commands::prefs,

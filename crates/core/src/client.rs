@@ -444,6 +444,12 @@ impl Client {
         Ok(())
     }
 
+    /// Whether the global pause is on (stored, so it survives restarts).
+    pub async fn paused(&self) -> Result<bool, ClientError> {
+        let queue = self.scope().await?.queue.clone();
+        Ok(queue.store().settings()?.paused)
+    }
+
     /// Cancels, retries or deletes a narration job on the server.
     pub async fn job_action(&self, id: &str, action: JobAction) -> Result<(), ClientError> {
         match action {

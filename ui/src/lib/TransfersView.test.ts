@@ -39,8 +39,8 @@ describe('TransfersView', () => {
   it('pauses one transfer and all of them', async () => {
     const calls: unknown[] = [];
     mockIPC((cmd, args) => {
-      calls.push([cmd, args]);
-      return null;
+      if (cmd !== 'transfers_paused') calls.push([cmd, args]);
+      return cmd === 'transfers_paused' ? false : null;
     });
     const list = new TransferList();
     list.load(items(1));
@@ -54,10 +54,17 @@ describe('TransfersView', () => {
     expect(await screen.findByRole('button', { name: 'Resume all' })).toBeTruthy();
   });
 
+  it('shows the stored global pause when it opens', async () => {
+    mockIPC((cmd) => (cmd === 'transfers_paused' ? true : null));
+    render(TransfersView, { list: new TransferList() });
+    const button = await screen.findByRole('button', { name: 'Resume all' });
+    expect(button.getAttribute('aria-pressed')).toBe('true');
+  });
+
   it('lists uploads and downloads together and routes each action to its queue', async () => {
     const calls: unknown[] = [];
     mockIPC((cmd, args) => {
-      calls.push([cmd, args]);
+      if (cmd !== 'transfers_paused') calls.push([cmd, args]);
       return null;
     });
     const download = (id: number, state: DownloadItem['state']): DownloadItem => ({

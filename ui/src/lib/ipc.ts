@@ -75,6 +75,7 @@ export const transfers = (): Promise<QueueItem[]> => call('transfers');
 export const transferAction = (id: number, action: TransferAction): Promise<void> =>
   call('transfer_action', { id, action });
 export const pauseAll = (paused: boolean): Promise<void> => call('pause_all', { paused });
+export const transfersPaused = (): Promise<boolean> => call('transfers_paused');
 export const jobs = (): Promise<JobView[]> => call('jobs');
 export const jobAction = (id: string, action: JobAction): Promise<void> =>
   call('job_action', { id, action });
