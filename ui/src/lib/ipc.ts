@@ -99,6 +99,9 @@ export const pauseWatch = (path: string | null, paused: boolean): Promise<void> 
   call('pause_watch', { path, paused });
 export const watchActivity = (limit = 200): Promise<Activity[]> => call('watch_activity', { limit });
 
+/** Tells the shell the first real screen is on screen (logged for the startup benchmark). */
+export const uiReady = (screen: 'sign_in' | 'main'): Promise<void> => call('ui_ready', { screen });
+
 /** Calls `handler` with every core event until the returned function is called. */
 export function onCoreEvent(handler: (event: CoreEvent) => void): Promise<UnlistenFn> {
   return listen<CoreEvent>(CORE_EVENT, (e) => handler(e.payload));
