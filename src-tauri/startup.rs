@@ -30,8 +30,8 @@ pub fn ui_ready(screen: FirstScreen) {
     if READY.swap(true, Ordering::SeqCst) {
         return;
     }
-    let elapsed_ms = STARTED
-        .get()
-        .map_or(0, |t| u64::try_from(t.elapsed().as_millis()).unwrap_or(u64::MAX));
+    let elapsed_ms = STARTED.get().map_or(0, |t| {
+        u64::try_from(t.elapsed().as_millis()).unwrap_or(u64::MAX)
+    });
     tracing::info!(elapsed_ms, ?screen, "first screen ready");
 }
