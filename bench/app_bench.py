@@ -157,6 +157,19 @@ def find_app(root: int, name: str, timeout: float = 60) -> int:
     raise RuntimeError(f"no {name} process under pid {root} within {timeout} s")
 
 
+def wait_gone(pid: int, timeout: float = 30) -> None:
+    """Waits until `pid` has exited (the single-instance lock goes with it)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if Path(f"/proc/{pid}/stat").read_text().split(") ")[1].startswith("Z"):
+                return
+        except (OSError, IndexError):
+            return
+        time.sleep(0.1)
+    raise RuntimeError(f"the app (pid {pid}) did not exit within {timeout} s")
+
+
 def tree_memory(app: int) -> dict:
     procs = []
     for p in tree(app):
@@ -306,15 +319,16 @@ class AppRun:
 class Driver:
     """A minimal W3C WebDriver client over tauri-driver (as ui/e2e/driver.mjs)."""
 
-    def __init__(self, tauri_driver: str, port: int, env: dict[str, str]):
+    def __init__(self, tauri_driver: str, port: int, env: dict[str, str], log_to: Path):
         self.base = f"http://127.0.0.1:{port}"
         self.session = None
+        self.log = open(log_to, "a")  # the driver's and the app's output
         self.proc = subprocess.Popen(
             [tauri_driver, "--port", str(port)],
             env=env,
             stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
+            stdout=self.log,
+            stderr=self.log,
         )
         self.until("tauri-driver listening", lambda: self._status_ok(), 30)
 
@@ -441,44 +455,40 @@ def one_launch(binary: str, dirs: Dirs, timeout: float) -> dict:
     run = AppRun(binary, dirs)
     try:
         ms = run.wait_ready(timeout)
-        return {"bench_ms": ms, "app_ms": run.elapsed_ms, "screen": run.screen}
+        return {"bench_ms": ms, "app_ms": run.elapsed_ms, "screen": run.screen, "log": run.lines}
     finally:
         run.stop()
 
 
-def phase_launch(args, tmp: Path, account_dirs: Dirs) -> dict:
-    first, signed = [], []
+def phase_launch(args, tmp: Path, account_dirs: Dirs, kind: str) -> dict:
+    """`kind` "signed-in": relaunches of the account's directories; "first-run": fresh
+    directories each time. Run the first-run launches last: the keyring entry is per
+    profile name ("local"), so a fresh local backend's sign-in screen follows a restore
+    attempt that fails there and forgets the account's session."""
+    runs, screen = [], ("Main" if kind == "signed-in" else "SignIn")
     for i in range(args.runs):
-        # Interleaved: a first-run launch, then a signed-in relaunch.
-        dirs = Dirs(tmp, f"launch-first-{i}")
+        dirs = account_dirs if kind == "signed-in" else Dirs(tmp, f"launch-first-{i}")
         r = one_launch(args.app, dirs, args.timeout)
-        shutil.rmtree(dirs.root, ignore_errors=True)
-        log(f"launch first-run #{i + 1}: {r['bench_ms']:.0f} ms (app {r['app_ms']} ms, {r['screen']})")
-        first.append(r)
-        r = one_launch(args.app, account_dirs, args.timeout)
-        log(f"launch signed-in #{i + 1}: {r['bench_ms']:.0f} ms (app {r['app_ms']} ms, {r['screen']})")
-        signed.append(r)
-    for name, rs, screen in (("first-run", first, "SignIn"), ("signed-in", signed, "Main")):
-        wrong = [r["screen"] for r in rs if r["screen"] != screen]
-        if wrong:
-            raise RuntimeError(f"{name} launches showed {wrong}, expected {screen}")
+        if kind != "signed-in":
+            shutil.rmtree(dirs.root, ignore_errors=True)
+        log(f"launch {kind} #{i + 1}: {r['bench_ms']:.0f} ms (app {r['app_ms']} ms, {r['screen']})")
+        if r["screen"] != screen:
+            log("\n".join(r["log"][-40:]))
+            raise RuntimeError(f"a {kind} launch showed {r['screen']}, expected {screen}")
+        runs.append(r)
     return {
-        "first_run": {
-            "bench_ms": summary([r["bench_ms"] for r in first]),
-            "app_ms": summary([r["app_ms"] for r in first]),
-        },
-        "signed_in": {
-            "bench_ms": summary([r["bench_ms"] for r in signed]),
-            "app_ms": summary([r["app_ms"] for r in signed]),
-        },
+        "bench_ms": summary([r["bench_ms"] for r in runs]),
+        "app_ms": summary([r["app_ms"] for r in runs]),
     }
 
 
 def create_account(args, dirs: Dirs, watched: Path) -> None:
     """Signs up in the UI and adds one watched folder, then quits the app."""
-    d = Driver(args.tauri_driver, args.port, dirs.env())
+    d = Driver(args.tauri_driver, args.port, dirs.env(), Path(args.out) / "app-driver.log")
+    app = None
     try:
         d.open(args.app)
+        app = find_app(d.proc.pid, Path(args.app).name)
         d.until("the sign-up form", lambda: "Create a local account" in d.texts("h2"), 90)
         d.type('input[type="email"]', f"bench-{int(time.time())}@example.com")
         d.type('input[type="password"]', PASSWORD)
@@ -508,6 +518,8 @@ def create_account(args, dirs: Dirs, watched: Path) -> None:
             raise RuntimeError(f"the watched folder is not listed: {folders}")
     finally:
         d.stop()
+        if app:
+            wait_gone(app)
 
 
 def seed_queue_settings(dirs: Dirs, files_in_flight: int, bandwidth: int) -> None:
@@ -579,7 +591,7 @@ def write_manuscripts(folder: Path, count: int, size: int) -> list[str]:
 
 def phase_idle_and_frames(args, tmp: Path, dirs: Dirs, phases: set[str]) -> dict:
     out: dict = {}
-    d = Driver(args.tauri_driver, args.port, dirs.env())
+    d = Driver(args.tauri_driver, args.port, dirs.env(), Path(args.out) / "app-driver.log")
     try:
         d.open(args.app)
         app = find_app(d.proc.pid, Path(args.app).name)
@@ -634,6 +646,7 @@ def phase_idle_and_frames(args, tmp: Path, dirs: Dirs, phases: set[str]) -> dict
             log(f"frames with transfers: {out['frames_transfers']}; {out['transfers']}")
     finally:
         d.stop()
+        wait_gone(app)
     return out
 
 
@@ -674,9 +687,11 @@ def main() -> int:
         if "frames" in phases:
             seed_queue_settings(account, args.files_in_flight, args.bandwidth)
         if "launch" in phases:
-            result["launch"] = phase_launch(args, tmp, account)
+            result["launch_signed_in"] = phase_launch(args, tmp, account, "signed-in")
         if phases & {"idle", "frames"}:
             result.update(phase_idle_and_frames(args, tmp, account, phases))
+        if "launch" in phases:
+            result["launch_first_run"] = phase_launch(args, tmp, account, "first-run")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     result["loadavg_end"] = Path("/proc/loadavg").read_text().split()[:3]
