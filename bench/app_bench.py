@@ -31,6 +31,7 @@ Results: printed as a table and written to OUT/app.json.
 from __future__ import annotations
 
 import argparse
+import http.client
 import json
 import os
 import random
@@ -331,6 +332,9 @@ class Driver:
             stderr=self.log,
         )
         self.until("tauri-driver listening", lambda: self._status_ok(), 30)
+        time.sleep(0.5)
+        if self.proc.poll() is not None:
+            raise RuntimeError(f"tauri-driver exited (is port {port} taken by another one?)")
 
     def _status_ok(self) -> bool:
         try:
@@ -364,17 +368,20 @@ class Driver:
         if self.session:
             try:
                 self.call("DELETE", f"/session/{self.session}")
-            except (RuntimeError, urllib.error.URLError):
+            except (RuntimeError, OSError, http.client.HTTPException):
+                # Ending the session quits the app; the driver may drop the connection.
                 pass
         self.session = None
 
     def stop(self) -> None:
-        self.close()
-        self.proc.terminate()
         try:
-            self.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
+            self.close()
+        finally:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
 
     @staticmethod
     def until(what: str, probe, timeout: float = 60):
