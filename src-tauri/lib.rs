@@ -8,6 +8,7 @@ mod backend;
 mod commands;
 mod forward;
 mod shell;
+mod startup;
 mod tray;
 
 use rohimaya_core::events::EventBus;
@@ -19,6 +20,7 @@ use crate::shell::Shell;
 /// Runs the app until it quits (the tray's Quit, or the last window closed when the
 /// tray is not available). Logging follows `RUST_LOG` (default `info`).
 pub fn run() -> Result<(), tauri::Error> {
+    startup::mark_process_start();
     let paths = rohimaya_core::config::Paths::from_env();
     let _log_guard = init_logging(&paths);
     let builder = tauri::Builder::default();
@@ -107,6 +109,7 @@ pub fn run() -> Result<(), tauri::Error> {
             commands::download_action,
             commands::sync_library,
             commands::repair_library,
+            startup::ui_ready,
         ])
         .build(tauri::generate_context!())?;
     app.run(|app, event| {

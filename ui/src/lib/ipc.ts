@@ -112,6 +112,8 @@ export const downloadAction = (id: number, action: TransferAction): Promise<void
 export const syncLibrary = (): Promise<SyncReport> => call('sync_library');
 /** Verifies the library; answers the download rows queued again. */
 export const repairLibrary = (): Promise<number[]> => call('repair_library');
+/** Tells the shell the first real screen is on screen (logged for the startup benchmark). */
+export const uiReady = (screen: 'sign_in' | 'main'): Promise<void> => call('ui_ready', { screen });
 
 /** Calls `handler` with every core event until the returned function is called. */
 export function onCoreEvent(handler: (event: CoreEvent) => void): Promise<UnlistenFn> {
