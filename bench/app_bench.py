@@ -171,6 +171,25 @@ def wait_gone(pid: int, timeout: float = 30) -> None:
     raise RuntimeError(f"the app (pid {pid}) did not exit within {timeout} s")
 
 
+SINGLE_INSTANCE_NAME = "app.rohimaya.desktop.SingleInstance"
+
+
+def wait_name_free(timeout: float = 30) -> None:
+    """Waits until no process owns the single-instance D-Bus name: an app that is still
+    shutting down would otherwise take the next launch for a second instance."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        r = subprocess.run(
+            ["dbus-send", "--session", "--print-reply", "--dest=org.freedesktop.DBus",
+             "/org/freedesktop/DBus", "org.freedesktop.DBus.NameHasOwner",
+             f"string:{SINGLE_INSTANCE_NAME}"],
+            capture_output=True, text=True)
+        if r.returncode != 0 or "boolean false" in r.stdout:
+            return
+        time.sleep(0.1)
+    raise RuntimeError(f"{SINGLE_INSTANCE_NAME} still owned after {timeout} s")
+
+
 def tree_memory(app: int) -> dict:
     procs = []
     for p in tree(app):
@@ -459,6 +478,7 @@ def summary(values: list[float]) -> dict:
 
 
 def one_launch(binary: str, dirs: Dirs, timeout: float) -> dict:
+    wait_name_free()
     run = AppRun(binary, dirs)
     try:
         ms = run.wait_ready(timeout)
