@@ -7,36 +7,20 @@
 //! large books mid-file through the CLI is `download_resume.rs`. It needs a D-Bus
 //! session with an unlocked gnome-keyring, as scripts/test provides.
 
+mod common;
+
 use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::{Killed, client_env};
 use rohimaya_devstack::faults::FaultProxy;
 use serde_json::Value;
 
 const MIB: u64 = 1024 * 1024;
 /// Two 1 MiB buffers per connection, four connections (the engine's defaults).
 const IN_FLIGHT_BYTES: u64 = 8 * MIB;
-
-fn client_env(cmd: &mut Command, root: &Path) {
-    cmd.env("ROHIMAYA_CONFIG_DIR", root.join("config"))
-        .env("ROHIMAYA_DATA_DIR", root.join("data"))
-        .env("RUST_LOG", "warn,s3s=off")
-        .env_remove("ROHIMAYA_SUPABASE_URL")
-        .env_remove("ROHIMAYA_SUPABASE_ANON_KEY")
-        .env_remove("ROHIMAYA_API_URL")
-        .env_remove("ROHIMAYA_PROFILE");
-}
-
-struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 fn json(out: &std::process::Output) -> Value {
     serde_json::from_slice(&out.stdout).unwrap_or_default()

@@ -20,10 +20,14 @@
 //! provides. The 200 MiB variant takes over 30 s in a debug build, so it is `#[ignore]`d
 //! there and run by `bench/download_crash.sh` (results in docs/benchmarks.md).
 
+mod common;
+
 use std::io::{BufReader, Read, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
+
+use common::Killed;
 
 use rohimaya_devstack::faults::FaultProxy;
 use rohimaya_devstack::{Devstack, DevstackConfig};
@@ -45,15 +49,6 @@ const SOCKET_SLACK: u64 = 8 * MIB;
 /// kills after fewer bytes than that could not tell.) Every run is killed after more
 /// bytes than this, so losing a run's progress fails the check.
 const RESENT_PER_KILL_BOUND: u64 = CHECKPOINT_EVERY + 2 * BUFFER * CONNECTIONS + SOCKET_SLACK;
-
-struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")

@@ -5,36 +5,20 @@
 //! the file); it needs a D-Bus session with an unlocked gnome-keyring, as scripts/test
 //! provides.
 
+mod common;
+
 use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::{Killed, client_env};
 use rohimaya_devstack::faults::FaultProxy;
 use serde_json::Value;
 
 const MIB: u64 = 1024 * 1024;
 const SIZE: u64 = 200 * MIB;
 const IN_FLIGHT_BYTES: u64 = 4 * 16 * MIB;
-
-fn client_env(cmd: &mut Command, root: &Path) {
-    cmd.env("ROHIMAYA_CONFIG_DIR", root.join("config"))
-        .env("ROHIMAYA_DATA_DIR", root.join("data"))
-        .env("RUST_LOG", "warn,s3s=off")
-        .env_remove("ROHIMAYA_SUPABASE_URL")
-        .env_remove("ROHIMAYA_SUPABASE_ANON_KEY")
-        .env_remove("ROHIMAYA_API_URL")
-        .env_remove("ROHIMAYA_PROFILE");
-}
-
-struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 /// A text file: a 1 MiB block of words repeated, each MiB stamped with its index.
 fn write_text(path: &Path, size: u64) {

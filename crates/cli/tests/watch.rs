@@ -6,30 +6,15 @@
 
 #![cfg(unix)]
 
+mod common;
+
 use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-fn client_env(cmd: &mut Command, root: &Path) {
-    cmd.env("ROHIMAYA_CONFIG_DIR", root.join("config"))
-        .env("ROHIMAYA_DATA_DIR", root.join("data"))
-        .env("RUST_LOG", "warn,s3s=off")
-        .env_remove("ROHIMAYA_SUPABASE_URL")
-        .env_remove("ROHIMAYA_SUPABASE_ANON_KEY")
-        .env_remove("ROHIMAYA_API_URL")
-        .env_remove("ROHIMAYA_PROFILE");
-}
-
-struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+use common::{Killed, client_env};
 
 fn wait_exit(child: &mut Child, deadline: Duration) -> std::process::ExitStatus {
     let end = Instant::now() + deadline;
