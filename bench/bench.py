@@ -107,6 +107,13 @@ def http_json(method, url, body=None, headers=None):
         return json.loads(r.read() or b"null")
 
 
+def proc_cpu_s(pid):
+    """utime + stime of one process (all its threads), in seconds."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def parse_time_v(path):
     """User, sys seconds and max RSS (KiB) from GNU time -v output."""
     text = open(path).read()
@@ -231,6 +238,7 @@ class Bench:
         self.seq += 1
         tv = os.path.join(self.work, f"time-{self.seq}.txt")
         full = ["/usr/bin/time", "-v", "-o", tv, *cmd]
+        server0 = proc_cpu_s(self.devstack.pid)
         t0 = time.monotonic()
         first_progress = None
         p = subprocess.Popen(full, env=env, stdin=subprocess.PIPE if stdin else
@@ -251,6 +259,8 @@ class Bench:
         p.wait()
         wall = time.monotonic() - t0
         r = {"tool": tool, "size": size, "wall_s": wall, **parse_time_v(tv)}
+        # The S3 server's CPU for this transfer (it shares the 2 cores with the client).
+        r["server_cpu_s_per_gib"] = (proc_cpu_s(self.devstack.pid) - server0) / (size / GIB)
         if first_progress is not None:
             r["first_progress_s"] = first_progress
         r["ok"] = p.returncode == 0
@@ -457,6 +467,7 @@ def report(results_path):
             "wall": med([r["wall_s"] for r in g]),
             "rss": med([r["max_rss_kib"] / 1024 for r in g]),
             "cpu": med([r["cpu_s_per_gib"] for r in g]),
+            "server_cpu": med([r.get("server_cpu_s_per_gib", float("nan")) for r in g]),
             "first": med([r.get("first_progress_s", float("nan")) for r in g]),
         }
 
@@ -467,8 +478,8 @@ def report(results_path):
         lines.append(f"\n### {bench}\n")
         lines.append("| size | tool | runs | median MB/s | each run MB/s | median wall s "
                      "| rohimaya: time to first progress s | median peak RSS MiB "
-                     "| median CPU s/GiB |")
-        lines.append("|---|---|---|---|---|---|---|---|---|")
+                     "| median CPU s/GiB | median server CPU s/GiB |")
+        lines.append("|---|---|---|---|---|---|---|---|---|---|")
         for s in sizes:
             for tool in ("rohimaya", "curl", "curl-pipeline", "aws", "rclone"):
                 x = row(bench, s, tool)
@@ -477,7 +488,7 @@ def report(results_path):
                     lines.append(
                         f"| {size_label(s)} | {tool} | {x['n']} | {x['mb_s']:.1f} | "
                         f"{x['all']} | {x['wall']:.2f} | {first} | {x['rss']:.1f} | "
-                        f"{x['cpu']:.2f} |")
+                        f"{x['cpu']:.2f} | {x['server_cpu']:.2f} |")
         lines.append("")
         for s in sizes:
             ro = row(bench, s, "rohimaya")

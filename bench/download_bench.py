@@ -80,7 +80,7 @@ def main():
     p.add_argument("--size", type=int, default=GIB)
     p.add_argument("--runs", type=int, default=3)
     p.add_argument("--connections", default="1,4,8",
-                   help="rohimaya variants: ranged connections per download; a trailing n (e.g. 4n) "
+                   help="rohimaya variants: ranged connections per download; a trailing e (4e) flushes only before the rename, a trailing n (e.g. 4n) "
                         "skips the flush before the rename")
     p.add_argument("--tools", default="curl,aws,rclone")
     p.add_argument("--tmp", default="/tmp")
@@ -127,10 +127,12 @@ def main():
         etag = ds["etag"].strip('"')
         tools = []
         for variant in [v for v in args.connections.split(",") if v]:
-            # "4" = 4 connections; "4n" = 4 connections without the flush before rename.
-            c = variant.rstrip("n")
-            extra = ["nosync"] if variant.endswith("n") else []
-            tools.append((f"rohimaya-{c}c{'-nosync' if extra else ''}", lambda dest, c=c, extra=extra: (
+            # "4" = 4 connections (defaults: flushed while written and before the rename);
+            # "4n" = without any flush; "4e" = flushed only before the rename.
+            c = variant.rstrip("ne")
+            extra = {"n": ["nosync"], "e": ["endsync"]}.get(variant[-1], [])
+            label = {"n": "-nosync", "e": "-endsync"}.get(variant[-1], "")
+            tools.append((f"rohimaya-{c}c{label}", lambda dest, c=c, extra=extra: (
                 [args.bin, "get", ds["api_url"], ds["token"], ds["job_id"], lib, dest, c, "16",
                  *extra], None)))
         wanted = args.tools.split(",")

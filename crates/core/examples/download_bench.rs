@@ -5,9 +5,10 @@
 //!   the simulator finish a job from the fixture manuscript, replaces the job's book with
 //!   SIZE bytes of random data, prints one JSON line (API URL, token, job id, a presigned
 //!   URL, S3 endpoint and keys, bucket, key, size, ETag) and serves until stdin closes.
-//! - `get API_URL TOKEN JOB_ID LIBRARY DEST [CONNECTIONS] [CHUNK_MIB] [nosync]`: downloads
-//!   the book with `DownloadSession` (defaults unless given; `nosync` skips the flush
-//!   before the rename) and prints one JSON line.
+//! - `get API_URL TOKEN JOB_ID LIBRARY DEST [CONNECTIONS] [CHUNK_MIB] [nosync|endsync]`:
+//!   downloads the book with `DownloadSession` (defaults unless given; `nosync` skips the
+//!   flush, `endsync` flushes only before the rename, not while writing) and prints one
+//!   JSON line.
 //!
 //! A benchmark harness, not a product: it panics on errors.
 
@@ -159,8 +160,11 @@ async fn get(args: &[String]) {
     if let Some(m) = args.get(6) {
         settings.chunk_size = parse(m) << 20;
     }
-    if args.get(7).is_some_and(|a| a == "nosync") {
-        settings.sync_before_rename = false;
+    match args.get(7).map(String::as_str) {
+        Some("nosync") => settings.sync_before_rename = false,
+        // The flush only at the end, as before the background flush existed.
+        Some("endsync") => settings.flush_every = 0,
+        _ => {}
     }
     let endpoints = Endpoints {
         supabase_url: String::new(),

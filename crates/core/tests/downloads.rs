@@ -370,6 +370,53 @@ async fn resumes_from_the_part_file_fetching_only_the_rest() {
 }
 
 #[tokio::test]
+async fn the_part_file_is_flushed_while_it_is_written() {
+    let bed = bed(|_| {}).await;
+    let job = bed.finished_job().await;
+    let size = 10 * MIB + 4321;
+    let body = random_bytes(size);
+    bed.put(&job.audio_path, body.clone()).await;
+    let bus = EventBus::new();
+    let root = bed.library();
+    for (flush_every, dir) in [(2 * MIB, "early"), (0, "end")] {
+        let session = bed.download_session(
+            &bus,
+            DownloadSettings {
+                flush_every,
+                ..settings()
+            },
+        );
+        let dest = root.join(dir).join("book.wav");
+        let done = download(Request {
+            session: &session,
+            source: book(&job),
+            dest: &dest,
+            root: &root,
+            expected: Some(size),
+            resume: None,
+            journal: &MemoryDownloadJournal::default(),
+            cancel: CancellationToken::new(),
+        })
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(read(&done.path), body.to_vec());
+        if flush_every == 0 {
+            assert_eq!(done.stats.early_flushes, 0, "{:?}", done.stats);
+        } else {
+            // A flush after each further 2 MiB written, one at a time (so fewer when a
+            // flush takes longer than the next 2 MiB): at most 5 for 10 MiB, the last
+            // stretch left to the flush before the rename.
+            assert!(
+                (1..=5).contains(&done.stats.early_flushes),
+                "{:?}",
+                done.stats
+            );
+        }
+        assert!(no_part_files(&root));
+    }
+}
+
+#[tokio::test]
 async fn a_replaced_object_restarts_through_if_match() {
     let bed = bed(|_| {}).await;
     let job = bed.finished_job().await;

@@ -296,6 +296,7 @@ fn settings() -> DownloadSettings {
         buffer_size: 16 * 1024,
         checkpoint_every: 64 * 1024,
         sync_before_rename: false,
+        flush_every: 0,
         retry: RetryPolicy {
             max_attempts: 3,
             base_delay: Duration::from_millis(10),

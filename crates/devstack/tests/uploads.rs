@@ -1309,6 +1309,13 @@ async fn embedded_store_enforces_r2_rules() {
     );
     let ans = put_part(&env, key, &upload, 3, &p3, &md5_b64(&p3)).await;
     assert_eq!(ans.status, StatusCode::OK, "{}", ans.describe());
+    // A re-sent part that fails its Content-MD5 leaves the earlier upload of that part
+    // as it was (listed with its ETag, and its bytes are what a completion uses).
+    let mut bad = p3.clone();
+    bad[17] ^= 1;
+    let ans = put_part(&env, key, &upload, 3, &bad, &md5_b64(&p3)).await;
+    assert_eq!(ans.status, StatusCode::BAD_REQUEST, "{}", ans.describe());
+    assert_eq!(ans.code(), "BadDigest");
 
     // Gaps in part numbers are fine, as on S3; the ETag is the multipart ETag.
     let etag = store

@@ -76,6 +76,10 @@ pub struct DownloadSettings {
     pub checkpoint_every: u64,
     /// Flush the `.part` to the disk before putting it in place.
     pub sync_before_rename: bool,
+    /// With `sync_before_rename`: flush the `.part` in the background each time this many
+    /// more bytes are written, while the download goes on, so the flush before the rename
+    /// has only the last stretch left to write (0: flush only at the end).
+    pub flush_every: u64,
     pub retry: RetryPolicy,
 }
 
@@ -87,6 +91,7 @@ impl Default for DownloadSettings {
             buffer_size: 1 << 20,
             checkpoint_every: 4 << 20,
             sync_before_rename: true,
+            flush_every: 64 << 20,
             retry: RetryPolicy::default(),
         }
     }
@@ -219,6 +224,8 @@ pub struct DownloadStats {
     pub bytes_received: u64,
     /// GETs sent to the store.
     pub requests: u32,
+    /// Background flushes of the `.part` while it was being written.
+    pub early_flushes: u32,
 }
 
 /// A finished download.
@@ -501,6 +508,8 @@ struct Shared {
     stop: CancellationToken,
     /// Woken when the written prefix may have grown (the checksum follows it).
     progressed: Notify,
+    /// Woken when bytes were written (the background flush follows them).
+    wrote: Notify,
     /// Whether the store honours `Range` (else one GET of everything, from 0).
     ranges: bool,
 }
@@ -798,6 +807,7 @@ impl<'a> Run<'a> {
             saving: Mutex::new(()),
             stop: self.job.cancel.child_token(),
             progressed: Notify::new(),
+            wrote: Notify::new(),
             ranges,
         };
         let connections = if ranges {
@@ -809,13 +819,36 @@ impl<'a> Run<'a> {
         let workers = (0..connections)
             .map(|n| self.connection(&shared, if n == 0 { first.take() } else { None }));
         let hash = range_get::is_plain_md5(&etag);
-        let (results, md5) = tokio::join!(futures::future::join_all(workers), async {
-            if hash {
-                self.follow_checksum(&shared).await
-            } else {
-                Ok(None)
+        let work = async {
+            tokio::join!(futures::future::join_all(workers), async {
+                if hash {
+                    self.follow_checksum(&shared).await
+                } else {
+                    Ok(None)
+                }
+            })
+        };
+        let flush_every = settings.flush_every;
+        let (results, md5) = if settings.sync_before_rename && flush_every > 0 {
+            tokio::pin!(work);
+            // The flush follows the writes until everything is written (or is dropped
+            // when the work ends first); a failed flush stops the download: its error
+            // must not be lost to the final flush (the kernel reports it once).
+            tokio::select! {
+                biased;
+                done = &mut work => done,
+                flushed = self.flush_behind(&shared, flush_every) => {
+                    if let Err(e) = flushed {
+                        shared.stop.cancel();
+                        let _ = work.await;
+                        return Err(Stop::Fail(e));
+                    }
+                    work.await
+                }
             }
-        });
+        } else {
+            work.await
+        };
         // The first real error wins over the "interrupted" of the connections it stopped.
         let mut first_err: Option<Stop> = None;
         for r in results {
@@ -1162,6 +1195,7 @@ impl<'a> Run<'a> {
             lock(&shared.plan).chunks[i] += len;
             self.job.meter.add(len);
             shared.progressed.notify_one();
+            shared.wrote.notify_one();
             let unsaved = shared.unsaved.fetch_add(len, Ordering::SeqCst) + len;
             if shared.ranges && unsaved >= self.session.settings.checkpoint_every {
                 self.save(shared, false);
@@ -1199,6 +1233,30 @@ impl<'a> Run<'a> {
         let snapshot = lock(&shared.plan).clone();
         if !snapshot.etag.is_empty() {
             self.job.journal.checkpoint(&snapshot);
+        }
+    }
+
+    /// Flushes the `.part` to the disk each time `every` more bytes have been written,
+    /// one flush at a time, while the connections go on writing; returns once every byte
+    /// is written (the flush before the rename then has little left) or when stopped.
+    async fn flush_behind(&self, shared: &Shared, every: u64) -> Result<(), DownloadError> {
+        let size = lock(&shared.plan).size;
+        let mut flushed = lock(&shared.plan).bytes_done();
+        loop {
+            let written = lock(&shared.plan).bytes_done();
+            if written >= size {
+                return Ok(());
+            }
+            if written >= flushed + every {
+                shared.part.sync_data().await.map_err(|e| self.disk(e))?;
+                self.stat(|s| s.early_flushes += 1);
+                flushed = written;
+                continue;
+            }
+            tokio::select! {
+                _ = shared.wrote.notified() => {}
+                _ = shared.stop.cancelled() => return Ok(()),
+            }
         }
     }
 

@@ -117,6 +117,13 @@ impl PartFile {
         blocking(move || Ok(file.metadata()?.len())).await
     }
 
+    /// Flushes the data written so far to the disk (the size is fixed at creation, so
+    /// the metadata a read needs is already there); runs while other writes go on.
+    pub async fn sync_data(&self) -> io::Result<()> {
+        let file = self.file.clone();
+        blocking(move || file.sync_data()).await
+    }
+
     /// Flushes data and metadata to the disk.
     pub async fn sync(&self) -> io::Result<()> {
         let file = self.file.clone();

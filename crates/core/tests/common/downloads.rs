@@ -24,6 +24,7 @@ pub fn settings() -> DownloadSettings {
         buffer_size: 256 * 1024,
         checkpoint_every: 512 * 1024,
         sync_before_rename: true,
+        flush_every: 2 * MIB,
         retry: RetryPolicy {
             max_attempts: 8,
             base_delay: Duration::from_millis(20),

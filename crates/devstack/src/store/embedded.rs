@@ -4,9 +4,11 @@
 //! writes them, and it never serves without authentication.
 //!
 //! What the wrapper ([`R2Fs`]) adds to s3s-fs 0.14.1, which it otherwise delegates to:
-//! - `Content-MD5` is checked on PutObject and UploadPart *before* the data lands
-//!   (`BadDigest`; s3s-fs checks PutObject only after renaming the file into place and
-//!   never checks parts); a malformed value answers `InvalidDigest`.
+//! - `Content-MD5` is checked on PutObject *before* the data lands (`BadDigest`; s3s-fs
+//!   checks PutObject only after renaming the file into place) and on UploadPart against
+//!   the MD5 s3s-fs computes while writing the part (it never checks parts itself): a
+//!   mismatched part is removed and an earlier upload of that part put back, so parts
+//!   cost one MD5, not two. A malformed value answers `InvalidDigest`.
 //! - Unknown or mismatched upload ids answer `NoSuchUpload` (404) on UploadPart, ListParts,
 //!   CompleteMultipartUpload and AbortMultipartUpload (s3s-fs: `AccessDenied`, or nothing).
 //! - ListParts returns each part's ETag (recorded at UploadPart), sorted and paginated.
@@ -301,6 +303,27 @@ async fn write_atomic(path: &Path, data: &[u8]) -> S3Result<()> {
     Ok(())
 }
 
+/// Hard-links an existing part file to a unique name beside it, so a failed re-upload
+/// of that part can put it back; `None` when there is no earlier part.
+async fn keep_aside(part: &Path) -> S3Result<Option<PathBuf>> {
+    let aside = part.with_extension(format!("aside-{}", uuid::Uuid::new_v4()));
+    match tokio::fs::hard_link(part, &aside).await {
+        Ok(()) => Ok(Some(aside)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(S3Error::internal_error(e)),
+    }
+}
+
+/// Undoes a failed part upload: the earlier part back in place, or no part at all.
+async fn put_back(part: &Path, earlier: Option<PathBuf>) -> S3Result<()> {
+    match earlier {
+        Some(aside) => tokio::fs::rename(&aside, part)
+            .await
+            .map_err(S3Error::internal_error),
+        None => remove_if_exists(part).await,
+    }
+}
+
 /// Decodes a `Content-MD5` header: base64 of exactly 16 bytes, else `InvalidDigest`.
 fn decode_content_md5(value: &str) -> S3Result<[u8; 16]> {
     base64::engine::general_purpose::STANDARD
@@ -547,7 +570,7 @@ impl S3 for R2Fs {
 
     async fn upload_part(
         &self,
-        mut req: S3Request<UploadPartInput>,
+        req: S3Request<UploadPartInput>,
     ) -> S3Result<S3Response<UploadPartOutput>> {
         let input = &req.input;
         let id = self
@@ -560,11 +583,39 @@ impl S3 for R2Fs {
                 "Part number must be an integer between 1 and 10000, inclusive"
             ));
         }
-        let mismatch = wrap_body(&mut req.input.body, req.input.content_md5.as_deref())?;
-        let res = match self.inner.upload_part(req).await {
-            Err(_) if mismatch.load(Ordering::SeqCst) => return Err(bad_digest()),
-            other => other?,
+        // s3s-fs hashes the part as it writes it (its ETag is the part's MD5), so the
+        // Content-MD5 is compared with that instead of hashing every byte a second time.
+        // The part is in place by then: an earlier upload of the same part is kept aside
+        // until the new one has matched, and put back if it does not.
+        let expected = req
+            .input
+            .content_md5
+            .as_deref()
+            .map(decode_content_md5)
+            .transpose()?;
+        let part = self.part_path(&id, n);
+        let earlier = match expected {
+            Some(_) => keep_aside(&part).await?,
+            None => None,
         };
+        let res = self.inner.upload_part(req).await;
+        let etag = res.as_ref().ok().and_then(|r| r.output.e_tag.as_ref());
+        let matched = match (expected, etag) {
+            (Some(want), Some(got)) => got.value() == hex::encode(want),
+            _ => true,
+        };
+        if expected.is_some() && (res.is_err() || !matched) {
+            put_back(&part, earlier).await?;
+            let res = res?;
+            if !matched {
+                return Err(bad_digest());
+            }
+            return Ok(res);
+        }
+        if let Some(aside) = earlier {
+            remove_if_exists(&aside).await?;
+        }
+        let res = res?;
         let etag = res
             .output
             .e_tag
