@@ -360,6 +360,12 @@ impl Paths {
         }
     }
 
+    /// The OS's data directory for Rohimaya, whatever `ROHIMAYA_DATA_DIR` says.
+    pub fn os_data_dir() -> Option<PathBuf> {
+        directories::ProjectDirs::from("app", "Rohimaya", "Rohimaya")
+            .map(|d| d.data_dir().to_path_buf())
+    }
+
     pub fn settings_file(&self) -> PathBuf {
         self.config_dir.join("settings.toml")
     }

@@ -95,17 +95,18 @@ pub enum StoreError {
     TooLarge,
 }
 
-/// Where sessions are kept, one entry per profile. Methods block.
+/// Where sessions are kept, one entry per key (a profile and its data directory, see
+/// `auth::session_key`). Methods block.
 pub trait SessionStore: Send + Sync {
-    /// The saved session of `profile`, if any.
-    fn load(&self, profile: &str) -> Result<Option<StoredSession>, StoreError>;
-    /// Replaces the saved session of `profile`.
-    fn save(&self, profile: &str, session: &StoredSession) -> Result<(), StoreError>;
-    /// Removes the saved session of `profile`; no entry is not an error.
-    fn clear(&self, profile: &str) -> Result<(), StoreError>;
+    /// The session saved under `key`, if any.
+    fn load(&self, key: &str) -> Result<Option<StoredSession>, StoreError>;
+    /// Replaces the session saved under `key`.
+    fn save(&self, key: &str, session: &StoredSession) -> Result<(), StoreError>;
+    /// Removes the session saved under `key`; no entry is not an error.
+    fn clear(&self, key: &str) -> Result<(), StoreError>;
 }
 
-/// The keyring service name entries are filed under (the account is the profile name).
+/// The keyring service name entries are filed under (the account is `session:{key}`).
 pub const KEYRING_SERVICE: &str = "app.rohimaya.desktop";
 
 /// The OS keyring: Keychain (macOS), Credential Manager (Windows), Secret Service

@@ -128,7 +128,10 @@ async fn password_sign_up_sign_in_errors_and_sign_out() {
         .await
         .unwrap();
     assert!(account.remembered);
-    let saved = store.load("test").unwrap().expect("saved in the store");
+    let saved = store
+        .load(session.store_key())
+        .unwrap()
+        .expect("saved in the store");
     assert_eq!(saved.email, "pw@example.com");
     assert_eq!(saved.user_id, account.user_id);
 
@@ -143,7 +146,7 @@ async fn password_sign_up_sign_in_errors_and_sign_out() {
 
     let report = restarted.sign_out().await;
     assert!(report.server_signed_out, "{report:?}");
-    assert_eq!(store.load("test").unwrap(), None);
+    assert_eq!(store.load(session.store_key()).unwrap(), None);
     let err = restarted.access_token().await.unwrap_err();
     assert_eq!(err.code(), ErrorCode::NotSignedIn);
     env.devstack.shutdown().await;
@@ -338,7 +341,11 @@ async fn replayed_refresh_token_ends_the_session_and_empties_the_store() {
     let store = Arc::new(MemoryStore::new());
     let session = env.manager(store.clone());
     sign_up(&session, "victim@example.com").await;
-    let stolen = store.load("test").unwrap().unwrap().refresh_token;
+    let stolen = store
+        .load(session.store_key())
+        .unwrap()
+        .unwrap()
+        .refresh_token;
 
     // Two rotations: the stolen token is then no longer the parent of the active one
     // (GoTrue answers a replayed parent with the active token, as for a lost response).
@@ -346,7 +353,14 @@ async fn replayed_refresh_token_ends_the_session_and_empties_the_store() {
         until_refresh_due(&session, ttl).await;
         session.access_token().await.unwrap();
     }
-    assert_ne!(store.load("test").unwrap().unwrap().refresh_token, stolen);
+    assert_ne!(
+        store
+            .load(session.store_key())
+            .unwrap()
+            .unwrap()
+            .refresh_token,
+        stolen
+    );
 
     // The thief replays the spent token: the server revokes the whole session.
     let res = env
@@ -378,7 +392,7 @@ async fn replayed_refresh_token_ends_the_session_and_empties_the_store() {
         err.to_string().starts_with("signed out: session ended"),
         "{err}"
     );
-    assert_eq!(store.load("test").unwrap(), None);
+    assert_eq!(store.load(session.store_key()).unwrap(), None);
     assert!(matches!(
         session.status().await,
         SessionStatus::SignedOut {
@@ -438,6 +452,9 @@ async fn unreachable_server_keeps_the_session() {
     let err = session.access_token().await.unwrap_err();
     assert_eq!(err.code(), ErrorCode::NetworkUnreachable, "{err}");
     assert!(matches!(session.status().await, SessionStatus::SignedIn(_)));
-    assert!(store.load("test").unwrap().is_some(), "the session is kept");
+    assert!(
+        store.load(session.store_key()).unwrap().is_some(),
+        "the session is kept"
+    );
     drop(dir);
 }

@@ -19,4 +19,6 @@ pub mod session;
 pub use errors::{AuthError, SignedOutReason};
 pub use gotrue::User;
 pub use oauth::open_in_system_browser;
-pub use session::{Account, OAuthOptions, SessionManager, SessionStatus, SignOutReport, SignUp};
+pub use session::{
+    Account, OAuthOptions, SessionManager, SessionStatus, SignOutReport, SignUp, session_key,
+};

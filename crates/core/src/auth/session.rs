@@ -18,6 +18,11 @@
 //!   Only the definitive codes in `errors::SESSION_ENDING_CODES` end it; then the store is
 //!   cleared and callers get "signed out: {reason}".
 //!
+//! - A session belongs to a profile *and* a data directory: it is filed in the store
+//!   under [`session_key`], so two data directories with the same profile name (two
+//!   local backends, a test run beside the real app) never read, refresh or end each
+//!   other's session.
+//!
 //! It never writes a token anywhere but the session store, never logs one, and never
 //! falls back to a file when the keyring is unavailable: the session then lasts this run
 //! and [`Account::not_remembered_reason`] says why.
@@ -36,6 +41,45 @@ use super::gotrue::{GoTrue, IssuedSession, SignUpOutcome, User, now_ms};
 use super::oauth::{LoopbackListener, Pkce, authorize_url};
 use crate::config::Endpoints;
 use crate::secrets::{KeyringStore, Secret, SessionStore, StoreError, StoredSession};
+
+/// What the session of `profile` kept under `data_dir` is filed under in the session
+/// store: the profile name and a short digest of the directory's absolute path (stable
+/// whether or not the directory exists yet).
+pub fn session_key(profile: &str, data_dir: &Path) -> String {
+    use sha2::{Digest, Sha256};
+    let dir = absolute(data_dir);
+    let digest = Sha256::digest(dir.to_string_lossy().as_bytes());
+    format!("{profile}@{}", &hex::encode(digest)[..12])
+}
+
+fn absolute(path: &Path) -> PathBuf {
+    std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf())
+}
+
+/// Loads the entry under `key`; when there is none and a `legacy` key is given, the entry
+/// found there is moved under `key` (best effort: a failed move still returns it).
+fn load_moving_legacy(
+    store: &dyn SessionStore,
+    key: &str,
+    legacy: Option<&str>,
+) -> Result<Option<StoredSession>, StoreError> {
+    let found = store.load(key)?;
+    let Some(legacy) = legacy.filter(|_| found.is_none()) else {
+        return Ok(found);
+    };
+    let Some(old) = store.load(legacy)? else {
+        return Ok(None);
+    };
+    match store.save(key, &old) {
+        Ok(()) => {
+            if let Err(e) = store.clear(legacy) {
+                tracing::debug!("cannot remove the session's old keyring entry: {e}");
+            }
+        }
+        Err(e) => tracing::debug!("cannot move the session to its new keyring entry: {e}"),
+    }
+    Ok(Some(old))
+}
 
 /// Refresh when less than this remains (capped at half the token's lifetime).
 pub const REFRESH_MARGIN: Duration = Duration::from_secs(90);
@@ -208,6 +252,11 @@ struct State {
 struct Shared {
     gotrue: GoTrue,
     profile: String,
+    /// What the session is filed under in the store ([`session_key`]).
+    key: String,
+    /// The profile's entry from before keys named the data directory, read once (and
+    /// moved) when this is the OS's own data directory, the only one that could own it.
+    legacy_key: Option<String>,
     store: Arc<dyn SessionStore>,
     lock_path: PathBuf,
     state: tokio::sync::Mutex<State>,
@@ -237,10 +286,15 @@ impl SessionManager {
         data_dir: &Path,
         store: Arc<dyn SessionStore>,
     ) -> Self {
+        let legacy_key = crate::config::Paths::os_data_dir()
+            .is_some_and(|os| absolute(&os) == absolute(data_dir))
+            .then(|| profile.to_string());
         Self {
             shared: Arc::new(Shared {
                 gotrue: GoTrue::new(endpoints),
                 profile: profile.to_string(),
+                key: session_key(profile, data_dir),
+                legacy_key,
                 store,
                 lock_path: data_dir
                     .join("locks")
@@ -258,6 +312,11 @@ impl SessionManager {
 
     pub fn profile(&self) -> &str {
         &self.shared.profile
+    }
+
+    /// What the session is filed under in the store ([`session_key`]).
+    pub fn store_key(&self) -> &str {
+        &self.shared.key
     }
 
     /// How many refresh requests this manager sent (diagnostics and tests).
@@ -636,8 +695,9 @@ impl SessionManager {
     // ----------------------------------------------------------------- store and lock
 
     async fn store_load(&self) -> Result<Option<StoredSession>, StoreError> {
-        let (store, profile) = (self.shared.store.clone(), self.shared.profile.clone());
-        blocking(move || store.load(&profile)).await
+        let (store, key) = (self.shared.store.clone(), self.shared.key.clone());
+        let legacy = self.shared.legacy_key.clone();
+        blocking(move || load_moving_legacy(store.as_ref(), &key, legacy.as_deref())).await
     }
 
     async fn store_save(&self, issued: &IssuedSession) -> Result<(), StoreError> {
@@ -647,13 +707,13 @@ impl SessionManager {
             email: issued.user.email.clone(),
             expires_at: issued.expires_at_ms.div_euclid(1000),
         };
-        let (store, profile) = (self.shared.store.clone(), self.shared.profile.clone());
-        blocking(move || store.save(&profile, &record)).await
+        let (store, key) = (self.shared.store.clone(), self.shared.key.clone());
+        blocking(move || store.save(&key, &record)).await
     }
 
     async fn store_clear(&self) -> Result<(), StoreError> {
-        let (store, profile) = (self.shared.store.clone(), self.shared.profile.clone());
-        blocking(move || store.clear(&profile)).await
+        let (store, key) = (self.shared.store.clone(), self.shared.key.clone());
+        blocking(move || store.clear(&key)).await
     }
 
     /// The cross-process lock of this profile, held until dropped. When the lock file
@@ -713,5 +773,62 @@ impl SessionManager {
     /// The session of `profile`, over the OS keyring, locking in `paths.data_dir`.
     pub fn for_profile(profile: &crate::config::Profile, paths: &crate::config::Paths) -> Self {
         Self::with_keyring(&profile.endpoints, &profile.name, &paths.data_dir)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::secrets::MemoryStore;
+
+    fn record(token: &str) -> StoredSession {
+        StoredSession {
+            refresh_token: Secret::new(token),
+            user_id: "u1".into(),
+            email: "a@example.com".into(),
+            expires_at: 1_900_000_000,
+        }
+    }
+
+    #[test]
+    fn keys_name_the_profile_and_the_data_directory() {
+        let a = session_key("local", Path::new("/tmp/one/data"));
+        assert!(a.starts_with("local@"), "{a}");
+        assert_eq!(a, session_key("local", Path::new("/tmp/one/data")));
+        assert_ne!(a, session_key("local", Path::new("/tmp/two/data")));
+        assert_ne!(a, session_key("cloud", Path::new("/tmp/one/data")));
+    }
+
+    #[test]
+    fn an_entry_under_the_old_key_is_moved_once() {
+        let store = MemoryStore::new();
+        store
+            .save("local", &record("old-token"))
+            .unwrap_or_default();
+        let moved = load_moving_legacy(&store, "local@abc", Some("local"));
+        assert_eq!(moved.ok().flatten(), Some(record("old-token")));
+        assert_eq!(
+            store.load("local").ok().flatten(),
+            None,
+            "the old entry is gone"
+        );
+        assert_eq!(
+            store.load("local@abc").ok().flatten(),
+            Some(record("old-token"))
+        );
+        // Another data directory never looks at the old key.
+        store.save("local", &record("other")).unwrap_or_default();
+        assert_eq!(
+            load_moving_legacy(&store, "local@def", None).ok().flatten(),
+            None
+        );
+        assert_eq!(store.load("local").ok().flatten(), Some(record("other")));
+        // A newer entry under the new key wins over an old one.
+        assert_eq!(
+            load_moving_legacy(&store, "local@abc", Some("local"))
+                .ok()
+                .flatten(),
+            Some(record("old-token"))
+        );
     }
 }
