@@ -14,16 +14,15 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::uploads::{AccessTokens, TokenError, parse_retry_after, redact_url, without_url};
+use super::request::{self, AccessTokens, Refusal, RequestError, TokenError, redact_url};
 use crate::config::Endpoints;
 use crate::error::{CoreError, ErrorCode};
 
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum DownloadApiError {
+    /// What any request can meet (network, session, 429, 5xx, an unreadable answer).
     #[error(transparent)]
-    Token(#[from] TokenError),
-    #[error("the Rohimaya server refused the session even after refreshing it. Sign in again")]
-    Unauthorized,
+    Request(#[from] RequestError),
     /// 404: the job, the track or its audio no longer exists on the server (deleted, or
     /// removed by the storage's lifecycle rules). A local copy is all there is.
     #[error("the server no longer has it ({detail}); any copy on this computer is the only one")]
@@ -33,49 +32,29 @@ pub enum DownloadApiError {
     /// 400, 409, 422: e.g. the job is not completed yet.
     #[error("the Rohimaya server refused the request: {detail}")]
     Rejected { status: u16, detail: String },
-    #[error("the Rohimaya server asks to slow down")]
-    RateLimited { retry_after: Option<Duration> },
-    #[error("the Rohimaya server had a problem ({status})")]
-    Server {
-        status: u16,
-        retry_after: Option<Duration>,
-    },
-    #[error("cannot reach the Rohimaya server at {url}: {reason}")]
-    Unreachable {
-        url: String,
-        reason: String,
-        /// Whether the request surely never reached the server (connect failure).
-        before_sending: bool,
-    },
-    #[error("the Rohimaya server answered something unexpected ({detail})")]
-    Unexpected { detail: String },
+}
+
+impl From<TokenError> for DownloadApiError {
+    fn from(e: TokenError) -> Self {
+        DownloadApiError::Request(e.into())
+    }
 }
 
 impl DownloadApiError {
     /// Whether the same request may succeed later (network, 5xx, 429).
     pub fn is_temporary(&self) -> bool {
-        matches!(
-            self,
-            DownloadApiError::RateLimited { .. }
-                | DownloadApiError::Server { .. }
-                | DownloadApiError::Unreachable { .. }
-        )
+        matches!(self, DownloadApiError::Request(e) if e.is_temporary())
     }
 
-    /// Whether the network is out of reach (the request never left this computer, or no
-    /// token could be had for that reason): wait for it, it is not a failed attempt.
+    /// Whether the network is out of reach (see [`RequestError::is_offline`]): wait for
+    /// it, it is not a failed attempt.
     pub fn is_offline(&self) -> bool {
-        match self {
-            DownloadApiError::Unreachable { before_sending, .. } => *before_sending,
-            DownloadApiError::Token(e) => e.code == ErrorCode::NetworkUnreachable,
-            _ => false,
-        }
+        matches!(self, DownloadApiError::Request(e) if e.is_offline())
     }
 
     pub fn retry_after(&self) -> Option<Duration> {
         match self {
-            DownloadApiError::RateLimited { retry_after }
-            | DownloadApiError::Server { retry_after, .. } => *retry_after,
+            DownloadApiError::Request(e) => e.retry_after(),
             _ => None,
         }
     }
@@ -84,15 +63,10 @@ impl DownloadApiError {
 impl CoreError for DownloadApiError {
     fn code(&self) -> ErrorCode {
         match self {
-            DownloadApiError::Token(e) => e.code,
-            DownloadApiError::Unauthorized => ErrorCode::Unauthorized,
+            DownloadApiError::Request(e) => e.code(),
             DownloadApiError::Gone { .. } => ErrorCode::ServerCopyGone,
             DownloadApiError::Forbidden { .. } => ErrorCode::Forbidden,
             DownloadApiError::Rejected { .. } => ErrorCode::RequestRejected,
-            DownloadApiError::RateLimited { .. } => ErrorCode::RateLimited,
-            DownloadApiError::Server { .. } => ErrorCode::ServerError,
-            DownloadApiError::Unreachable { .. } => ErrorCode::NetworkUnreachable,
-            DownloadApiError::Unexpected { .. } => ErrorCode::UnexpectedResponse,
         }
     }
 }
@@ -216,14 +190,14 @@ impl DownloadsApi {
     pub async fn book_download(&self, job_id: &str) -> Result<DownloadLink, DownloadApiError> {
         let path = format!("/jobs/{}/download", segment(job_id, "job")?);
         let res = self.get(&path).await?;
-        json(res, "/jobs/{id}/download").await
+        Ok(request::json(res, "/jobs/{id}/download").await?)
     }
 
     /// `GET /jobs/{id}/tracks`: the job's chapter tracks, in the engine's order.
     pub async fn tracks(&self, job_id: &str) -> Result<Vec<Track>, DownloadApiError> {
         let path = format!("/jobs/{}/tracks", segment(job_id, "job")?);
         let res = self.get(&path).await?;
-        json(res, "/jobs/{id}/tracks").await
+        Ok(request::json(res, "/jobs/{id}/tracks").await?)
     }
 
     /// `GET /jobs/{id}/tracks/{tid}/download`: a fresh URL for one track.
@@ -238,69 +212,23 @@ impl DownloadsApi {
             segment(track_id, "track")?
         );
         let res = self.get(&path).await?;
-        json(res, "/jobs/{id}/tracks/{tid}/download").await
+        Ok(request::json(res, "/jobs/{id}/tracks/{tid}/download").await?)
     }
 
     /// An authenticated GET; on 401 refreshes once and retries.
     async fn get(&self, path: &str) -> Result<reqwest::Response, DownloadApiError> {
         let url = format!("{}{path}", self.base);
-        let send = |token: String| {
-            let req = self.http.get(&url).bearer_auth(token);
-            let url = &url;
-            async move {
-                req.send().await.map_err(|e| DownloadApiError::Unreachable {
-                    url: url.clone(),
-                    reason: without_url(&e),
-                    before_sending: e.is_connect(),
-                })
-            }
-        };
-        let token = self.tokens.access_token().await?;
-        let mut res = send(token.clone()).await?;
-        if res.status() == reqwest::StatusCode::UNAUTHORIZED {
-            let token = self.tokens.refresh_after_unauthorized(&token).await?;
-            res = send(token).await?;
+        let build = |token: &str| self.http.get(&url).bearer_auth(token);
+        let res = request::send(self.tokens.as_ref(), &url, build).await?;
+        match request::check(res).await? {
+            Ok(res) => Ok(res),
+            Err(Refusal { status, detail, .. }) => Err(match status {
+                403 => DownloadApiError::Forbidden { detail },
+                404 | 410 => DownloadApiError::Gone { detail },
+                s => DownloadApiError::Rejected { status: s, detail },
+            }),
         }
-        check(res).await
     }
-}
-
-async fn check(res: reqwest::Response) -> Result<reqwest::Response, DownloadApiError> {
-    let status = res.status();
-    if status.is_success() {
-        return Ok(res);
-    }
-    let retry_after = parse_retry_after(res.headers());
-    let body: serde_json::Value = res.json().await.unwrap_or_default();
-    let detail = super::error_detail(&body, status);
-    Err(match status.as_u16() {
-        401 => DownloadApiError::Unauthorized,
-        403 => DownloadApiError::Forbidden { detail },
-        404 | 410 => DownloadApiError::Gone { detail },
-        429 => DownloadApiError::RateLimited { retry_after },
-        s if s >= 500 => DownloadApiError::Server {
-            status: s,
-            retry_after,
-        },
-        s => DownloadApiError::Rejected { status: s, detail },
-    })
-}
-
-async fn json<T: serde::de::DeserializeOwned>(
-    res: reqwest::Response,
-    what: &str,
-) -> Result<T, DownloadApiError> {
-    let bytes = res
-        .bytes()
-        .await
-        .map_err(|e| DownloadApiError::Unreachable {
-            url: what.to_string(),
-            reason: format!("the answer was cut off: {}", without_url(&e)),
-            before_sending: false,
-        })?;
-    serde_json::from_slice(&bytes).map_err(|e| DownloadApiError::Unexpected {
-        detail: format!("{what}: {e}"),
-    })
 }
 
 /// An id as one path segment, refused (as gone) if it could climb or escape the path.

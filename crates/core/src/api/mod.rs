@@ -6,11 +6,14 @@
 //! itself (it asks the [`SessionManager`] it was given) and never logs one.
 
 pub mod downloads;
+pub mod request;
 pub mod uploads;
 
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
+
+pub(crate) use request::without_url;
 
 use crate::auth::{AuthError, SessionManager};
 use crate::config::Endpoints;
@@ -207,7 +210,7 @@ impl ApiClient {
     /// The download routes, authenticated with this client's session (not signed in:
     /// every call fails with `not_signed_in`).
     pub fn downloads(&self) -> downloads::DownloadsApi {
-        let tokens: std::sync::Arc<dyn uploads::AccessTokens> = match &self.session {
+        let tokens: std::sync::Arc<dyn request::AccessTokens> = match &self.session {
             Some(s) => std::sync::Arc::new(uploads::SessionTokens(s.clone())),
             None => std::sync::Arc::new(NoSession),
         };
@@ -316,17 +319,17 @@ impl ApiClient {
 /// The token source of a client without a session.
 struct NoSession;
 
-impl uploads::AccessTokens for NoSession {
-    fn access_token(&self) -> uploads::TokenFuture<'_> {
+impl request::AccessTokens for NoSession {
+    fn access_token(&self) -> request::TokenFuture<'_> {
         Box::pin(async { Err(not_signed_in()) })
     }
-    fn refresh_after_unauthorized<'a>(&'a self, _: &'a str) -> uploads::TokenFuture<'a> {
+    fn refresh_after_unauthorized<'a>(&'a self, _: &'a str) -> request::TokenFuture<'a> {
         Box::pin(async { Err(not_signed_in()) })
     }
 }
 
-fn not_signed_in() -> uploads::TokenError {
-    uploads::TokenError {
+fn not_signed_in() -> request::TokenError {
+    request::TokenError {
         code: ErrorCode::NotSignedIn,
         message: "not signed in: run `rohimaya login` (or sign in in the app) first".into(),
     }
@@ -349,7 +352,7 @@ async fn check_status(res: reqwest::Response) -> Result<reqwest::Response, ApiEr
     if status.is_success() {
         return Ok(res);
     }
-    let retry_after = uploads::parse_retry_after(res.headers());
+    let retry_after = request::parse_retry_after(res.headers());
     let body: serde_json::Value = res.json().await.unwrap_or_default();
     let detail = error_detail(&body, status);
     Err(match status.as_u16() {
@@ -369,15 +372,6 @@ async fn read_json<T: serde::de::DeserializeOwned>(
     res.json::<T>().await.map_err(|e| ApiError::Unexpected {
         detail: format!("{path}: {}", without_url(&e)),
     })
-}
-
-/// reqwest's messages embed the URL; ours name it once, separately.
-pub(crate) fn without_url(e: &reqwest::Error) -> String {
-    let mut e = e.to_string();
-    if let Some(i) = e.find(" for url (") {
-        e.truncate(i);
-    }
-    e
 }
 
 /// The human text of an engine error body: FastAPI's `detail` (a string, or the list of

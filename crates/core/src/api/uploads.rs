@@ -9,103 +9,25 @@
 //! the object store, and never logs a token or a presigned URL's signature.
 
 use std::collections::BTreeMap;
-use std::future::Future;
 use std::path::Path;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use super::request::{self, Refusal, RequestError};
+pub use super::request::{
+    AccessTokens, SessionTokens, StaticToken, TokenError, TokenFuture, parse_retry_after,
+    redact_url,
+};
 use crate::config::Endpoints;
 use crate::error::{CoreError, ErrorCode};
 
-/// A future returned by [`AccessTokens`] (boxed so the trait can be used as `dyn`).
-pub type TokenFuture<'a> = Pin<Box<dyn Future<Output = Result<String, TokenError>> + Send + 'a>>;
-
-/// Where access tokens come from: the signed-in session in the app and the CLI, a fixed
-/// token in tests. Implementations never log the token.
-pub trait AccessTokens: Send + Sync {
-    /// A currently valid access token.
-    fn access_token(&self) -> TokenFuture<'_>;
-    /// The server refused `rejected` (401): refresh (once) and return a new token.
-    fn refresh_after_unauthorized<'a>(&'a self, rejected: &'a str) -> TokenFuture<'a>;
-}
-
-/// Why no token could be had (not signed in, session ended, network...), as the token
-/// source's own typed error reported it.
-#[derive(Debug, Clone, thiserror::Error)]
-#[error("{message}")]
-pub struct TokenError {
-    pub code: ErrorCode,
-    pub message: String,
-}
-
-impl TokenError {
-    pub fn from_core(e: &(impl CoreError + ?Sized)) -> Self {
-        Self {
-            code: e.code(),
-            message: e.to_string(),
-        }
-    }
-}
-
-/// A fixed access token (tests, scripts with a token from elsewhere). A 401 is final.
-#[derive(Clone)]
-pub struct StaticToken(pub String);
-
-impl std::fmt::Debug for StaticToken {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("StaticToken(..)")
-    }
-}
-
-impl AccessTokens for StaticToken {
-    fn access_token(&self) -> TokenFuture<'_> {
-        Box::pin(async move { Ok(self.0.clone()) })
-    }
-    fn refresh_after_unauthorized<'a>(&'a self, _rejected: &'a str) -> TokenFuture<'a> {
-        Box::pin(async move {
-            Err(TokenError {
-                code: ErrorCode::Unauthorized,
-                message: "the access token was refused and cannot be refreshed".into(),
-            })
-        })
-    }
-}
-
-/// The signed-in session as a token source (refreshes as the session rules say).
-#[derive(Clone, Debug)]
-pub struct SessionTokens(pub crate::auth::SessionManager);
-
-impl AccessTokens for SessionTokens {
-    fn access_token(&self) -> TokenFuture<'_> {
-        Box::pin(async move {
-            self.0
-                .access_token()
-                .await
-                .map(|t| t.expose().to_string())
-                .map_err(|e| TokenError::from_core(&e))
-        })
-    }
-    fn refresh_after_unauthorized<'a>(&'a self, rejected: &'a str) -> TokenFuture<'a> {
-        Box::pin(async move {
-            let rejected = crate::secrets::Secret::new(rejected);
-            self.0
-                .refresh_after_unauthorized(&rejected)
-                .await
-                .map(|t| t.expose().to_string())
-                .map_err(|e| TokenError::from_core(&e))
-        })
-    }
-}
-
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum UploadApiError {
+    /// What any request can meet (network, session, 429, 5xx, an unreadable answer).
     #[error(transparent)]
-    Token(#[from] TokenError),
-    #[error("the Rohimaya server refused the session even after refreshing it. Sign in again")]
-    Unauthorized,
+    Request(#[from] RequestError),
     /// 404/405 on the presign routes: this backend only takes `POST /jobs/upload`.
     #[error("this server has no direct-upload routes")]
     PresignUnsupported,
@@ -118,69 +40,48 @@ pub enum UploadApiError {
         code: String,
         detail: String,
     },
-    #[error("the Rohimaya server asks to slow down")]
-    RateLimited { retry_after: Option<Duration> },
-    #[error("the Rohimaya server had a problem ({status})")]
-    Server {
-        status: u16,
-        retry_after: Option<Duration>,
-    },
-    #[error("cannot reach the Rohimaya server at {url}: {reason}")]
-    Unreachable {
-        url: String,
-        reason: String,
-        /// Whether the request surely never reached the server (connect failure).
-        before_sending: bool,
-    },
-    #[error("the Rohimaya server answered something unexpected ({detail})")]
-    Unexpected { detail: String },
+}
+
+impl From<TokenError> for UploadApiError {
+    fn from(e: TokenError) -> Self {
+        UploadApiError::Request(e.into())
+    }
 }
 
 impl UploadApiError {
     /// Whether the same request may succeed later (network, 5xx, 429).
     pub fn is_temporary(&self) -> bool {
-        matches!(
-            self,
-            UploadApiError::RateLimited { .. }
-                | UploadApiError::Server { .. }
-                | UploadApiError::Unreachable { .. }
-        )
+        matches!(self, UploadApiError::Request(e) if e.is_temporary())
     }
 
-    /// Whether the network (or the server's host) is out of reach: the request surely
-    /// never left this computer (connection refused, no DNS answer, connect timeout), or
-    /// no access token could be had for the same reason. The uploader waits for the
-    /// network instead of counting this as a failed attempt.
+    /// Whether the network is out of reach (see [`RequestError::is_offline`]): the
+    /// uploader waits for it instead of counting a failed attempt.
     pub fn is_offline(&self) -> bool {
-        match self {
-            UploadApiError::Unreachable { before_sending, .. } => *before_sending,
-            UploadApiError::Token(e) => e.code == ErrorCode::NetworkUnreachable,
-            _ => false,
-        }
+        matches!(self, UploadApiError::Request(e) if e.is_offline())
     }
 
     pub fn retry_after(&self) -> Option<Duration> {
         match self {
-            UploadApiError::RateLimited { retry_after }
-            | UploadApiError::Server { retry_after, .. } => *retry_after,
+            UploadApiError::Request(e) => e.retry_after(),
             _ => None,
         }
+    }
+
+    fn unexpected(detail: impl Into<String>) -> Self {
+        UploadApiError::Request(RequestError::Unexpected {
+            detail: detail.into(),
+        })
     }
 }
 
 impl CoreError for UploadApiError {
     fn code(&self) -> ErrorCode {
         match self {
-            UploadApiError::Token(e) => e.code,
-            UploadApiError::Unauthorized => ErrorCode::Unauthorized,
+            UploadApiError::Request(e) => e.code(),
             UploadApiError::PresignUnsupported => ErrorCode::RequestRejected,
             UploadApiError::NoSuchUpload => ErrorCode::NotFound,
             UploadApiError::Rejected { status: 403, .. } => ErrorCode::Forbidden,
             UploadApiError::Rejected { .. } => ErrorCode::RequestRejected,
-            UploadApiError::RateLimited { .. } => ErrorCode::RateLimited,
-            UploadApiError::Server { .. } => ErrorCode::ServerError,
-            UploadApiError::Unreachable { .. } => ErrorCode::NetworkUnreachable,
-            UploadApiError::Unexpected { .. } => ErrorCode::UnexpectedResponse,
         }
     }
 }
@@ -357,7 +258,7 @@ impl UploadsApi {
         let res = self
             .send(reqwest::Method::POST, "/uploads/presign", Some(&body), true)
             .await?;
-        json(res, "/uploads/presign").await
+        Ok(request::json(res, "/uploads/presign").await?)
     }
 
     /// `POST /uploads/multipart`: starts a multipart upload with a fixed part size.
@@ -380,7 +281,7 @@ impl UploadsApi {
                 true,
             )
             .await?;
-        json(res, "/uploads/multipart").await
+        Ok(request::json(res, "/uploads/multipart").await?)
     }
 
     /// `POST /uploads/multipart/{id}/parts`: presigned PUTs for these parts.
@@ -403,7 +304,7 @@ impl UploadsApi {
         let res = self
             .send(reqwest::Method::POST, &path, Some(&body), false)
             .await?;
-        Ok(json::<Answer>(res, &path).await?.parts)
+        Ok(request::json::<Answer>(res, &path).await?.parts)
     }
 
     /// `GET /uploads/multipart/{id}/parts?object_key=`: the parts the store has.
@@ -422,9 +323,11 @@ impl UploadsApi {
             query_value(object_key)
         );
         let res = self.send(reqwest::Method::GET, &path, None, false).await?;
-        Ok(json::<Answer>(res, "/uploads/multipart/{id}/parts")
-            .await?
-            .parts)
+        Ok(
+            request::json::<Answer>(res, "/uploads/multipart/{id}/parts")
+                .await?
+                .parts,
+        )
     }
 
     /// `POST /uploads/multipart/{id}/complete` with the parts in ascending order.
@@ -443,7 +346,7 @@ impl UploadsApi {
         let res = self
             .send(reqwest::Method::POST, &path, Some(&body), false)
             .await?;
-        json(res, "/uploads/multipart/{id}/complete").await
+        Ok(request::json(res, "/uploads/multipart/{id}/complete").await?)
     }
 
     /// `DELETE /uploads/multipart/{id}?object_key=`: discards the upload and its parts.
@@ -482,7 +385,7 @@ impl UploadsApi {
         let res = self
             .send(reqwest::Method::POST, "/jobs", Some(&body), false)
             .await?;
-        json(res, "/jobs").await
+        Ok(request::json(res, "/jobs").await?)
     }
 
     /// `POST /jobs/upload`: the whole file in a multipart form, streamed from disk (the
@@ -495,8 +398,8 @@ impl UploadsApi {
         options: &JobOptions,
     ) -> Result<CreatedJob, UploadApiError> {
         let url = format!("{}/jobs/upload", self.base);
-        let unreadable = |e: std::io::Error| UploadApiError::Unexpected {
-            detail: format!("cannot read {}: {e}", path.display()),
+        let unreadable = |e: std::io::Error| {
+            UploadApiError::unexpected(format!("cannot read {}: {e}", path.display()))
         };
         let build = |token: &str| {
             let path = path.to_path_buf();
@@ -515,9 +418,7 @@ impl UploadsApi {
                 )
                 .file_name(file_name.clone())
                 .mime_str(&content_type)
-                .map_err(|e| UploadApiError::Unexpected {
-                    detail: e.to_string(),
-                })?;
+                .map_err(|e| UploadApiError::unexpected(e.to_string()))?;
                 let mut form = reqwest::multipart::Form::new()
                     .part("file", part)
                     .text("title", options.title_for(&file_name))
@@ -545,13 +446,13 @@ impl UploadsApi {
             }
         };
         let token = self.tokens.access_token().await?;
-        let mut res = send_request(build(&token).await?, &url).await?;
+        let mut res = request::send_once(build(&token).await?, &url).await?;
         if res.status() == reqwest::StatusCode::UNAUTHORIZED {
             let token = self.tokens.refresh_after_unauthorized(&token).await?;
-            res = send_request(build(&token).await?, &url).await?;
+            res = request::send_once(build(&token).await?, &url).await?;
         }
         let res = check(res, false).await?;
-        json(res, "/jobs/upload").await
+        Ok(request::json(res, "/jobs/upload").await?)
     }
 
     /// Sends an authenticated request; on 401 refreshes once and retries.
@@ -575,50 +476,29 @@ impl UploadsApi {
             }
             req
         };
-        let token = self.tokens.access_token().await?;
-        let mut res = send_request(build(&token), &url).await?;
-        if res.status() == reqwest::StatusCode::UNAUTHORIZED {
-            let token = self.tokens.refresh_after_unauthorized(&token).await?;
-            res = send_request(build(&token), &url).await?;
-        }
+        let res = request::send(self.tokens.as_ref(), &url, build).await?;
         check(res, presign_route).await
     }
 }
 
-async fn send_request(
-    req: reqwest::RequestBuilder,
-    url: &str,
-) -> Result<reqwest::Response, UploadApiError> {
-    req.send().await.map_err(|e| UploadApiError::Unreachable {
-        url: url.split('?').next().unwrap_or(url).to_string(),
-        reason: without_url(&e),
-        before_sending: e.is_connect(),
-    })
-}
-
-/// Maps a non-2xx answer onto a typed error: `{"detail", "code"}` of the presign routes,
-/// FastAPI's 422, or the Origin check's `{"error", "message"}`.
+/// A failure answer read into an [`UploadApiError`]: the presign routes' `code`
+/// (`NoSuchUpload`; none at all on a 404/405 of a presign route means the routes do not
+/// exist here), else the status.
 async fn check(
     res: reqwest::Response,
     presign_route: bool,
 ) -> Result<reqwest::Response, UploadApiError> {
-    let status = res.status();
-    if status.is_success() {
-        return Ok(res);
-    }
-    let retry_after = parse_retry_after(res.headers());
-    let body: serde_json::Value = res.json().await.unwrap_or_default();
-    let code = body["code"].as_str().unwrap_or_default().to_string();
-    let detail = super::error_detail(&body, status);
-    Err(match status.as_u16() {
-        401 => UploadApiError::Unauthorized,
+    let Refusal {
+        status,
+        code,
+        detail,
+    } = match request::check(res).await? {
+        Ok(res) => return Ok(res),
+        Err(refusal) => refusal,
+    };
+    Err(match status {
         404 | 405 if presign_route && code.is_empty() => UploadApiError::PresignUnsupported,
         404 if code == "NoSuchUpload" => UploadApiError::NoSuchUpload,
-        429 => UploadApiError::RateLimited { retry_after },
-        s if s >= 500 => UploadApiError::Server {
-            status: s,
-            retry_after,
-        },
         s => UploadApiError::Rejected {
             status: s,
             code: if code.is_empty() {
@@ -631,38 +511,6 @@ async fn check(
     })
 }
 
-/// `Retry-After` in seconds (an HTTP date is ignored: the backoff applies instead).
-pub fn parse_retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
-    headers
-        .get(reqwest::header::RETRY_AFTER)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<u64>().ok())
-        .map(|s| Duration::from_secs(s.min(3600)))
-}
-
-async fn json<T: serde::de::DeserializeOwned>(
-    res: reqwest::Response,
-    what: &str,
-) -> Result<T, UploadApiError> {
-    let bytes = res.bytes().await.map_err(|e| UploadApiError::Unreachable {
-        url: what.to_string(),
-        reason: format!("the answer was cut off: {}", without_url(&e)),
-        before_sending: false,
-    })?;
-    serde_json::from_slice(&bytes).map_err(|e| UploadApiError::Unexpected {
-        detail: format!("{what}: {e}"),
-    })
-}
-
-/// reqwest's messages embed the URL (with a presigned query); ours name it separately.
-pub(crate) fn without_url(e: &reqwest::Error) -> String {
-    let mut e = e.to_string();
-    if let Some(i) = e.find(" for url (") {
-        e.truncate(i);
-    }
-    e
-}
-
 /// An id as one path segment: refused if it could climb or escape the path.
 fn path_segment(id: &str) -> Result<&str, UploadApiError> {
     if id.is_empty()
@@ -670,9 +518,9 @@ fn path_segment(id: &str) -> Result<&str, UploadApiError> {
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
     {
-        return Err(UploadApiError::Unexpected {
-            detail: format!("{id:?} is not an upload id"),
-        });
+        return Err(UploadApiError::unexpected(format!(
+            "{id:?} is not an upload id"
+        )));
     }
     Ok(id)
 }
@@ -680,21 +528,6 @@ fn path_segment(id: &str) -> Result<&str, UploadApiError> {
 /// A query value, percent-encoded (keys carry spaces, `+`, `&`, `%` and unicode).
 fn query_value(v: &str) -> String {
     url::form_urlencoded::byte_serialize(v.as_bytes()).collect()
-}
-
-/// `url` with the value of `X-Amz-Signature` replaced, for logs and debug output.
-pub fn redact_url(url: &str) -> String {
-    let Some((base, query)) = url.split_once('?') else {
-        return url.to_string();
-    };
-    let query: Vec<String> = query
-        .split('&')
-        .map(|pair| match pair.split_once('=') {
-            Some((k, _)) if k.eq_ignore_ascii_case("X-Amz-Signature") => format!("{k}=REDACTED"),
-            _ => pair.to_string(),
-        })
-        .collect();
-    format!("{base}?{}", query.join("&"))
 }
 
 #[cfg(test)]

@@ -24,6 +24,7 @@ use tokio_util::sync::CancellationToken;
 use super::lock::{self, ItemLock, Locked};
 use super::store::{ItemRecord, QueueSettings, QueueStore, SameSize};
 use super::{ItemState, QueueError};
+use crate::api::request::RequestError;
 use crate::api::uploads::{JobOptions, UploadApiError};
 use crate::error::{CoreError, ErrorCode};
 use crate::events::{Event, TransferNotice, TransferState};
@@ -667,9 +668,13 @@ impl QueueRunner {
                 meter.set_state(TransferState::CreatingJob);
             }
             let safe = |e: &UploadApiError| match e {
-                UploadApiError::Unreachable { before_sending, .. } => *before_sending,
-                UploadApiError::RateLimited { .. } => true,
-                UploadApiError::Server { status, .. } => matches!(status, 502..=504),
+                UploadApiError::Request(RequestError::Unreachable { before_sending, .. }) => {
+                    *before_sending
+                }
+                UploadApiError::Request(RequestError::RateLimited { .. }) => true,
+                UploadApiError::Request(RequestError::Server { status, .. }) => {
+                    matches!(status, 502..=504)
+                }
                 _ => false,
             };
             match r {

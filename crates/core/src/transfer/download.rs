@@ -38,6 +38,7 @@ use super::progress::ProgressMeter;
 use super::range_get::{self, GetFailure, GetRequest, Opened, Sink};
 use super::retry::{RetryPolicy, pause};
 use crate::api::downloads::{DownloadApiError, DownloadsApi};
+use crate::api::request::RequestError;
 use crate::error::{CoreError, ErrorCode};
 use crate::events::{Event, EventBus, TransferNotice, TransferState};
 
@@ -617,12 +618,12 @@ impl<'a> Run<'a> {
                     let scheme = url.split(':').next().unwrap_or_default();
                     return Err(DownloadError::Api {
                         what: format!("{}: {what}", self.what()),
-                        source: DownloadApiError::Unexpected {
+                        source: DownloadApiError::Request(RequestError::Unexpected {
                             detail: format!(
                                 "a download link that is not an http(s) URL (`{}:`); nothing was fetched",
                                 scheme.chars().take(16).collect::<String>()
                             ),
-                        },
+                        }),
                     });
                 }
                 Ok(v) => return Ok(v),

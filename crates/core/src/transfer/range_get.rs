@@ -14,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 use super::limiter::BandwidthLimiter;
 use super::part_file::PartFile;
 use super::store_put::{PutFailure, classify};
-use crate::api::uploads::{parse_retry_after, redact_url, without_url};
+use crate::api::request::{parse_retry_after, redact_url, without_url};
 
 /// Why a GET did not deliver its bytes.
 #[derive(Debug, Clone, PartialEq, Eq)]

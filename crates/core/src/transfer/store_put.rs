@@ -21,7 +21,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::limiter::BandwidthLimiter;
 use super::progress::ProgressMeter;
-use crate::api::uploads::{parse_retry_after, redact_url, without_url};
+use crate::api::request::{parse_retry_after, redact_url, without_url};
 
 /// Bytes read from disk and handed to the socket at a time.
 pub const CHUNK: usize = 512 * 1024;
