@@ -1,11 +1,13 @@
 //! Which events deserve a desktop notification, and its words: an upload or a download
-//! that failed, a narration job that completed, a session the server ended. The shells
-//! show what [`desktop_alert`] returns; they never decide which events matter.
+//! that failed, a narration job that completed, a session the server ended; and the
+//! buttons a notification offers ([`AlertAction`]: "Download" and "Play" on a finished
+//! audiobook). The shells show what [`desktop_alert`] returns and hand a pressed button
+//! to `Client::alert_action`; they never decide which events matter.
 //!
 //! It owns that choice and the wording; it never shows anything itself and never puts a
 //! path outside the file name, a URL or a token into a notification.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::events::{Event, TransferState};
 
@@ -22,6 +24,45 @@ pub enum AlertKind {
     DownloadFailed,
 }
 
+/// A button on a notification.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
+#[serde(rename_all = "snake_case")]
+pub enum AlertAction {
+    /// Queue the audiobook for download into the library.
+    Download,
+    /// Open the audiobook in the library and play it (downloading it first if needed).
+    Play,
+}
+
+impl AlertAction {
+    pub const ALL: [AlertAction; 2] = [AlertAction::Download, AlertAction::Play];
+
+    /// The identifier the notification system reports back.
+    pub fn id(self) -> &'static str {
+        match self {
+            AlertAction::Download => "download",
+            AlertAction::Play => "play",
+        }
+    }
+
+    /// The button's label.
+    pub fn title(self) -> &'static str {
+        match self {
+            AlertAction::Download => "Download",
+            AlertAction::Play => "Play",
+        }
+    }
+
+    pub fn from_id(id: &str) -> Option<AlertAction> {
+        Self::ALL.into_iter().find(|a| a.id() == id)
+    }
+}
+
+/// The name under which the shells register the buttons of a finished audiobook's
+/// notification.
+pub const JOB_COMPLETED_ACTIONS: &str = "job-completed";
+
 /// One desktop notification.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[cfg_attr(test, derive(ts_rs::TS))]
@@ -31,6 +72,9 @@ pub struct DesktopAlert {
     pub body: String,
     /// The job it is about, for "Download" / "Play" in the app.
     pub job_id: Option<String>,
+    /// Its buttons (none but on a finished audiobook), registered by the shells under
+    /// [`JOB_COMPLETED_ACTIONS`].
+    pub actions: Vec<AlertAction>,
 }
 
 /// The notification `event` calls for, if any. Job events alert only on the change into
@@ -63,6 +107,7 @@ pub fn desktop_alert(event: &Event) -> Option<DesktopAlert> {
                     .clone()
                     .unwrap_or_else(|| "Open Rohimaya to retry it.".into()),
                 job_id: None,
+                actions: Vec::new(),
             })
         }
         Event::JobChanged { job } if job.status == "completed" => Some(DesktopAlert {
@@ -70,6 +115,7 @@ pub fn desktop_alert(event: &Event) -> Option<DesktopAlert> {
             title: format!("“{}” is ready", job.title),
             body: "Your audiobook is finished. Download it or play it in Rohimaya.".into(),
             job_id: Some(job.id.clone()),
+            actions: AlertAction::ALL.to_vec(),
         }),
         Event::JobChanged { job } if job.status == "failed" => Some(DesktopAlert {
             kind: AlertKind::JobFailed,
@@ -79,6 +125,7 @@ pub fn desktop_alert(event: &Event) -> Option<DesktopAlert> {
                 .clone()
                 .unwrap_or_else(|| "Open Rohimaya to see why and retry.".into()),
             job_id: Some(job.id.clone()),
+            actions: Vec::new(),
         }),
         Event::SessionChanged {
             signed_in: false,
@@ -89,6 +136,7 @@ pub fn desktop_alert(event: &Event) -> Option<DesktopAlert> {
             title: "You were signed out".into(),
             body: format!("{reason} Sign in again to keep uploading."),
             job_id: None,
+            actions: Vec::new(),
         }),
         _ => None,
     }
@@ -121,7 +169,17 @@ mod tests {
         let done = desktop_alert(&Event::JobChanged {
             job: job("completed"),
         });
-        assert_eq!(done.map(|a| a.kind), Some(AlertKind::JobCompleted));
+        assert_eq!(
+            done.as_ref().map(|a| (a.kind, a.actions.clone())),
+            Some((
+                AlertKind::JobCompleted,
+                vec![AlertAction::Download, AlertAction::Play]
+            ))
+        );
+        for a in AlertAction::ALL {
+            assert_eq!(AlertAction::from_id(a.id()), Some(a));
+        }
+        assert_eq!(AlertAction::from_id("tap"), None);
         assert!(
             desktop_alert(&Event::JobChanged {
                 job: job("processing")

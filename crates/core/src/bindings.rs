@@ -59,6 +59,8 @@ fn generated() -> Vec<(String, String)> {
         crate::events::TransferNotice,
         crate::alerts::AlertKind,
         crate::alerts::DesktopAlert,
+        crate::alerts::AlertAction,
+        crate::client::AlertFollowUp,
         crate::downloads::DownloadState,
         crate::downloads::DownloadItem,
         crate::downloads::DownloadChoice,

@@ -215,6 +215,17 @@ pub enum JobAction {
     Delete,
 }
 
+/// Where the app goes after a notification's button was pressed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
+#[serde(tag = "view", rename_all = "snake_case")]
+pub enum AlertFollowUp {
+    /// The transfers, where the download just queued shows.
+    Transfers,
+    /// The book in the library, playing when `play`.
+    Book { job_id: String, play: bool },
+}
+
 /// The signed-in account's background work.
 pub struct AccountScope {
     pub account: Account,
@@ -613,6 +624,25 @@ impl Client {
         let downloads = self.downloads().await?;
         let job = self.api.job(job_id).await?;
         Ok(downloads.enqueue_job(&job, choice).await?)
+    }
+
+    /// Carries out a notification's button on `job_id`'s finished audiobook: a book
+    /// already in the library is opened (and played for "Play"); otherwise it is queued
+    /// for download and the transfers are shown.
+    pub async fn alert_action(
+        &self,
+        action: crate::alerts::AlertAction,
+        job_id: &str,
+    ) -> Result<AlertFollowUp, ClientError> {
+        let local = self.library()?.catalog().get(job_id)?.is_some();
+        if local {
+            return Ok(AlertFollowUp::Book {
+                job_id: job_id.to_string(),
+                play: action == crate::alerts::AlertAction::Play,
+            });
+        }
+        self.download(job_id, DownloadChoice::default()).await?;
+        Ok(AlertFollowUp::Transfers)
     }
 
     /// The account's downloads (every file, oldest first).

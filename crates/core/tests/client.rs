@@ -11,8 +11,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use rand::Rng;
+use rohimaya_core::alerts::AlertAction;
 use rohimaya_core::api::uploads::JobOptions;
-use rohimaya_core::client::{Client, SignUpView};
+use rohimaya_core::client::{AlertFollowUp, Client, SignUpView};
 use rohimaya_core::config::{Endpoints, Paths, Profile, ProfileSource};
 use rohimaya_core::downloads::{DownloadChoice, DownloadState};
 use rohimaya_core::error::{CoreError, ErrorCode};
@@ -190,6 +191,49 @@ async fn sign_up_upload_follow_the_job_and_sign_out() {
         .await
         .unwrap_or_else(|e| panic!("download: {e}"));
     assert!(again.queued.is_empty(), "{again:?}");
+    // A finished audiobook's notification buttons: a book that is here opens (and plays
+    // for "Play"); one that is not is queued and the transfers are shown.
+    for (action, play) in [(AlertAction::Play, true), (AlertAction::Download, false)] {
+        let follow = client
+            .alert_action(action, &job_id)
+            .await
+            .unwrap_or_else(|e| panic!("alert action: {e}"));
+        assert_eq!(
+            follow,
+            AlertFollowUp::Book {
+                job_id: job_id.clone(),
+                play
+            }
+        );
+    }
+    client
+        .remove_book(&job_id)
+        .unwrap_or_else(|e| panic!("remove: {e}"));
+    let follow = client
+        .alert_action(AlertAction::Play, &job_id)
+        .await
+        .unwrap_or_else(|e| panic!("alert action: {e}"));
+    assert_eq!(follow, AlertFollowUp::Transfers);
+    let here = |client: &Client| {
+        client
+            .books(None)
+            .unwrap_or_else(|e| panic!("books: {e}"))
+            .iter()
+            .any(|b| b.job_id == job_id && b.book_file.is_some())
+    };
+    assert!(!here(&client), "removed");
+    while !here(&client) {
+        wait_for(
+            &mut rx,
+            Duration::from_secs(60),
+            "the book downloaded again",
+            |e| match e {
+                Event::LibraryChanged { job_id: j } if *j == job_id => Some(()),
+                _ => None,
+            },
+        )
+        .await;
+    }
     let jobs = client.jobs().await.unwrap_or_else(|e| panic!("jobs: {e}"));
     assert!(
         jobs.iter()
