@@ -33,12 +33,12 @@ pub fn spawn(app: AppHandle, bus: &EventBus) {
                     .try_state::<Shell>()
                     .is_some_and(|s| s.prefs().notifications)
             {
-                let shown = app
+                let builder = app
                     .notification()
                     .builder()
                     .title(&alert.title)
-                    .body(&alert.body)
-                    .show();
+                    .body(&alert.body);
+                let shown = crate::alert_actions::with_buttons(builder, &alert).show();
                 if let Err(e) = shown {
                     tracing::debug!("cannot show a notification: {e}");
                 }

@@ -4,6 +4,7 @@
 //! rule lives in rohimaya-core, and the webview reaches the core only through the
 //! commands in [`commands`].
 
+mod alert_actions;
 mod backend;
 mod commands;
 mod forward;
@@ -49,6 +50,7 @@ pub fn run() -> Result<(), tauri::Error> {
                 // Some desktops have no tray: closing the window then quits.
                 tracing::warn!("no tray icon: {e}");
             }
+            alert_actions::install(app.handle());
             // Ctrl-C or SIGTERM quit like the tray's Quit, so everything stops cleanly.
             let handle = app.handle().clone();
             tauri::async_runtime::spawn(async move {

@@ -10,7 +10,7 @@ import App from './App.svelte';
 import type { Book } from './bindings/Book';
 import type { DownloadItem } from './bindings/DownloadItem';
 import type { JobView } from './bindings/JobView';
-import { CORE_EVENT } from './lib/ipc';
+import { ALERT_FOLLOW_UP, CORE_EVENT } from './lib/ipc';
 
 const job: JobView = {
   id: 'j1',
@@ -99,5 +99,36 @@ describe('App with downloads', () => {
     await screen.findByText('The Lighthouse');
     // The open Library view reloads too (and the shelf of downloaded jobs).
     await expect.poll(() => calls.filter((c) => c === 'books').length).toBeGreaterThanOrEqual(before + 2);
+  });
+
+  it("goes where a notification's button says", async () => {
+    mockIPC(
+      (cmd) => {
+        switch (cmd) {
+          case 'backend_status':
+            return { mode: 'local', supabase_url: 'x', api_url: 'y', healthy: true, detail: 'ok', error_code: null };
+          case 'session':
+            return { profile: 'local', signed_in: true, email: 'a@example.com', not_remembered: null, ended_reason: null };
+          case 'jobs':
+            return [job];
+          case 'books':
+            return [book];
+          case 'library_stats':
+            return { books: 1, files: 1, bytes: 4000, only_local: 0 };
+          case 'playback':
+            return { job_id: 'j1', book_url: 'http://127.0.0.1:9/t/books/j1/book', chapters: [], position: null };
+          default:
+            return cmd === 'transfers' || cmd === 'download_list' ? [] : null;
+        }
+      },
+      { shouldMockEvents: true },
+    );
+    render(App);
+    const transfers = await screen.findByRole('button', { name: 'Transfers' });
+    await emit(ALERT_FOLLOW_UP, { view: 'transfers' });
+    await expect.poll(() => transfers.getAttribute('aria-current')).toBe('page');
+    await emit(ALERT_FOLLOW_UP, { view: 'book', job_id: 'j1', play: false });
+    expect(await screen.findByRole('region', { name: 'Player: The Lighthouse' })).toBeTruthy();
+    expect(screen.getByRole('button', { name: 'Library' }).getAttribute('aria-current')).toBe('page');
   });
 });

@@ -73,6 +73,24 @@ describe('LibraryView', () => {
     expect(calls).toContainEqual(['remove_book', { jobId: 'j1' }]);
   });
 
+  it('opens and plays the book a notification asked for, once it is listed', async () => {
+    mockIPC((cmd) => {
+      if (cmd === 'books') return [book];
+      if (cmd === 'library_stats') return { books: 1, files: 3, bytes: 3000, only_local: 1 };
+      if (cmd === 'playback')
+        return { job_id: 'j1', book_url: 'http://127.0.0.1:9/tok/books/j1/book', chapters: [], position: null };
+      return null;
+    });
+    const play = vi.spyOn(HTMLMediaElement.prototype, 'play').mockResolvedValue(undefined);
+    render(LibraryView, { open: { job_id: 'j1', play: true } });
+    expect(await screen.findByRole('region', { name: 'Player: The Lighthouse' })).toBeTruthy();
+    const audio = await screen.findByTestId('audio');
+    expect(audio.getAttribute('src')).toBe('http://127.0.0.1:9/tok/books/j1/book');
+    await fireEvent.loadedMetadata(audio);
+    expect(play).toHaveBeenCalled();
+    play.mockRestore();
+  });
+
   it('checks the server and repairs, saying what happened', async () => {
     const calls: string[] = [];
     mockIPC((cmd) => {

@@ -4,6 +4,7 @@
 import { invoke } from '@tauri-apps/api/core';
 import { listen, type UnlistenFn } from '@tauri-apps/api/event';
 import type { AboutView } from '../bindings/AboutView';
+import type { AlertFollowUp } from '../bindings/AlertFollowUp';
 import type { AppPrefs } from '../bindings/AppPrefs';
 import type { BackendStatus } from '../bindings/BackendStatus';
 import type { Book } from '../bindings/Book';
@@ -30,6 +31,8 @@ import type { WatchedFolder } from '../bindings/WatchedFolder';
 
 /** The webview event that carries every core event (src-tauri/forward.rs). */
 export const CORE_EVENT = 'core-event';
+/** Where to go after a notification's button was pressed (src-tauri/alert_actions.rs). */
+export const ALERT_FOLLOW_UP = 'alert-follow-up';
 
 /** A failed command: the core's stable code and its words for the user. */
 export class CommandError extends Error {
@@ -118,6 +121,11 @@ export const uiReady = (screen: 'sign_in' | 'main'): Promise<void> => call('ui_r
 /** Calls `handler` with every core event until the returned function is called. */
 export function onCoreEvent(handler: (event: CoreEvent) => void): Promise<UnlistenFn> {
   return listen<CoreEvent>(CORE_EVENT, (e) => handler(e.payload));
+}
+
+/** Calls `handler` whenever a notification's button asks the app to show something. */
+export function onAlertFollowUp(handler: (followUp: AlertFollowUp) => void): Promise<UnlistenFn> {
+  return listen<AlertFollowUp>(ALERT_FOLLOW_UP, (e) => handler(e.payload));
 }
 
 /** The message of anything thrown, for showing. */
