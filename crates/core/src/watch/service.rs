@@ -324,11 +324,20 @@ impl WatchService {
         let mut rescan_at = now + rescan_every;
         let mut retry_at = now + PENDING_RETRY;
         let mut follow_at = now + FOLLOW_EVERY;
+        let (mut was_pending, mut was_in_flight) = (due.pending, due.in_flight);
         loop {
+            // Each timer starts a full period after the state that arms it begins.
             if due.missing != was_missing {
                 was_missing = due.missing;
                 folder_check_at = Instant::now() + folder_check(was_missing);
             }
+            if due.pending && !was_pending {
+                retry_at = Instant::now() + PENDING_RETRY;
+            }
+            if due.in_flight && !was_in_flight {
+                follow_at = Instant::now() + FOLLOW_EVERY;
+            }
+            (was_pending, was_in_flight) = (due.pending, due.in_flight);
             tokio::select! {
                 _ = stop.cancelled() => break,
                 () = inbox.ready.notified(), if batch_at.is_none() => {
