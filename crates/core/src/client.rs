@@ -446,11 +446,15 @@ impl Client {
 
     /// The global pause of every transfer, on or off.
     pub async fn set_paused(&self, paused: bool) -> Result<(), ClientError> {
-        let queue = self.scope().await?.queue.clone();
+        let scope = self.scope().await?;
         if paused {
-            queue.pause_all()?;
+            scope.queue.pause_all()?;
         } else {
-            queue.resume_all()?;
+            scope.queue.resume_all()?;
+        }
+        // The download queue reads the same setting, when woken.
+        if let Some(downloads) = &scope.downloads {
+            downloads.wake();
         }
         Ok(())
     }

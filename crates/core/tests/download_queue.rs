@@ -439,3 +439,72 @@ async fn hostile_names_and_a_lying_size_never_write_outside_the_library() {
     assert!(!root.join("x").exists() || root.join("x").starts_with(&root));
     assert!(!Path::new("/etc/passwd.wav").exists());
 }
+
+#[tokio::test]
+async fn an_idle_queue_sleeps_until_an_enqueue_or_a_resume_wakes_it() {
+    let bed = bed(|_| {}).await;
+    let finished = bed.finished_job().await;
+    let job = bed.job(&finished.id).await;
+    let bus = EventBus::new();
+    let queue = Arc::new(bed.queue(&bus, 0));
+    let settings_store =
+        QueueStore::open(&bed.dir.path().join("data/state.db")).unwrap_or_else(|e| panic!("{e}"));
+    let stop = CancellationToken::new();
+    let runner = {
+        let (q, stop) = (queue.clone(), stop.clone());
+        tokio::spawn(async move { q.run(&stop).await })
+    };
+    until("the first look", || queue.looks() >= 1).await;
+    let looks = queue.looks();
+    // A measurement window, not a synchronisation: three of the 500 ms polls the queue
+    // used to make while idle.
+    tokio::time::sleep(Duration::from_millis(1600)).await;
+    assert_eq!(queue.looks(), looks, "an idle queue looked again by itself");
+
+    // The global pause (the upload queue's setting), then an enqueue: the enqueue wakes
+    // it, and it starts nothing.
+    let mut s = settings_store.settings().unwrap_or_else(|e| panic!("{e}"));
+    s.paused = true;
+    settings_store
+        .save_settings(&s)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let report = queue
+        .enqueue_job(&job, DownloadChoice::Book)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let id = report.queued[0];
+    until("the look the enqueue asked for", || queue.looks() > looks).await;
+    let paused_looks = queue.looks();
+    tokio::time::sleep(Duration::from_millis(1600)).await;
+    assert_eq!(queue.looks(), paused_looks, "a paused queue polls");
+    let state = |q: &DownloadQueue| {
+        q.store()
+            .item(&bed.user_id, id)
+            .unwrap_or_else(|e| panic!("{e}"))
+            .state
+    };
+    assert_eq!(state(&queue), DownloadState::Queued);
+
+    // Resumed (what the client's global resume does: save the setting, wake the queue):
+    // the book comes at once.
+    s.paused = false;
+    settings_store
+        .save_settings(&s)
+        .unwrap_or_else(|e| panic!("{e}"));
+    queue.wake();
+    let woken = Instant::now();
+    until("the download after the resume", || {
+        state(&queue) == DownloadState::Completed
+    })
+    .await;
+    assert!(
+        woken.elapsed() < Duration::from_secs(20),
+        "{:?}",
+        woken.elapsed()
+    );
+    stop.cancel();
+    runner
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .unwrap_or_else(|e| panic!("{e}"));
+}

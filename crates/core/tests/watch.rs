@@ -16,6 +16,7 @@ use rohimaya_core::config::Endpoints;
 use rohimaya_core::events::EventBus;
 use rohimaya_core::queue::{ItemState, QueueItem, QueueRunner, QueueStore};
 use rohimaya_core::transfer::{TransferSettings, UploadSession};
+use rohimaya_core::watch::service::StepCount;
 use rohimaya_core::watch::{
     Activity, ActivityKind, AfterUpload, FolderConfig, WatchService, WatchSettings, WatchStore,
 };
@@ -65,6 +66,7 @@ struct Running {
     tasks: Vec<tokio::task::JoinHandle<()>>,
     runner: Arc<QueueRunner>,
     store: WatchStore,
+    steps: StepCount,
 }
 
 impl Running {
@@ -152,6 +154,7 @@ impl Bed {
         let service = WatchService::new(store.clone(), Some(runner.clone()), bus)
             .unwrap_or_else(|e| panic!("{e}"))
             .with_settings(settings(window_ms));
+        let steps = service.step_count();
         let stop = CancellationToken::new();
         let (s1, s2) = (stop.clone(), stop.clone());
         let r = runner.clone();
@@ -168,6 +171,7 @@ impl Bed {
             tasks,
             runner,
             store,
+            steps,
         }
     }
 
@@ -567,5 +571,103 @@ async fn a_file_renamed_after_it_was_queued_is_uploaded_from_its_new_place() {
         .unwrap_or_default()
         .to_string();
     assert_eq!(bed.object_sha256(&key).await, sha_of(&final_name));
+    run.shutdown().await;
+}
+
+/// The engine steps once the watcher has nothing left to do: waits (up to `limit`) for a
+/// `window` without a step and returns the count. An engine step is a trip to the blocking
+/// pool, most of them SQLite; a watcher with a timer of its own never gets there.
+async fn quiet(steps: &StepCount, window: Duration, limit: Duration) -> u64 {
+    let deadline = Instant::now() + limit;
+    loop {
+        let before = steps.get();
+        // A measurement window, not a synchronisation: longer than every timer the
+        // watcher used to run while idle (250 ms, the 200 ms folder check here).
+        tokio::time::sleep(window).await;
+        if steps.get() == before {
+            return before;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the watcher never went quiet: {} steps and counting",
+            steps.get()
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_watcher_does_nothing_yet_sees_a_folder_go_and_come_back_and_a_new_file() {
+    let bed = bed().await;
+    let dir = bed.folder("quiet");
+    std::fs::write(dir.join("First.txt"), words(10, "first")).unwrap_or_else(|e| panic!("{e}"));
+    bed.watch(&dir, AfterUpload::Leave);
+    let run = bed.start(300);
+    until("the first upload", Duration::from_secs(30), || {
+        run.completed() == 1
+    })
+    .await;
+    let window = Duration::from_millis(1500);
+    let idle = quiet(&run.steps, window, Duration::from_secs(20)).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(run.steps.get(), idle, "an idle watcher ran engine steps");
+
+    // Idle, it still sees its folder go away (from the events on it) and come back.
+    let folder = |run: &Running| {
+        run.store
+            .folders()
+            .unwrap_or_else(|e| panic!("{e}"))
+            .into_iter()
+            .next()
+            .unwrap_or_else(|| panic!("the folder was forgotten"))
+    };
+    std::fs::remove_dir_all(&dir).unwrap_or_else(|e| panic!("{e}"));
+    until("unavailable", Duration::from_secs(10), || {
+        !folder(&run).available
+    })
+    .await;
+    std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(dir.join("Back.txt"), words(10, "back")).unwrap_or_else(|e| panic!("{e}"));
+    until(
+        "the upload after the return",
+        Duration::from_secs(30),
+        || run.completed() == 2,
+    )
+    .await;
+    assert!(folder(&run).available);
+    assert_eq!(run.count(ActivityKind::Unavailable, &dir), 1);
+    assert_eq!(run.count(ActivityKind::Available, &dir), 1);
+
+    // Quiet again, and a new file after the quiet is still uploaded.
+    quiet(&run.steps, window, Duration::from_secs(20)).await;
+    std::fs::write(dir.join("New.txt"), words(10, "new")).unwrap_or_else(|e| panic!("{e}"));
+    until("the new file's upload", Duration::from_secs(30), || {
+        run.completed() == 3
+    })
+    .await;
+    run.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_folder_added_by_another_process_while_idle_is_watched_within_seconds() {
+    let bed = bed().await;
+    let first = bed.folder("first");
+    bed.watch(&first, AfterUpload::Leave);
+    let run = bed.start(300);
+    quiet(
+        &run.steps,
+        Duration::from_millis(1500),
+        Duration::from_secs(20),
+    )
+    .await;
+    // Another store on the same state.db, as `rohimaya watch add` in another process.
+    let second = bed.folder("second");
+    std::fs::write(second.join("Later.txt"), words(10, "later")).unwrap_or_else(|e| panic!("{e}"));
+    bed.watch(&second, AfterUpload::Leave);
+    until(
+        "the added folder's file uploaded",
+        Duration::from_secs(10),
+        || run.completed() == 1,
+    )
+    .await;
     run.shutdown().await;
 }

@@ -15,6 +15,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -100,6 +101,8 @@ pub struct DownloadQueue {
     active: Mutex<HashMap<i64, Active>>,
     lock_dir: PathBuf,
     wake: tokio::sync::Notify,
+    /// How many times the runner has read the queue (see [`DownloadQueue::looks`]).
+    looks: AtomicU64,
     /// Enqueueing is one at a time, so two callers (auto-download, a sync) never insert
     /// the same file twice.
     enqueue_gate: tokio::sync::Mutex<()>,
@@ -152,7 +155,9 @@ impl DownloadJournal for RowJournal<'_> {
 
 /// Files fetched at once when the upload queue's settings cannot be read.
 const DEFAULT_FILES_IN_FLIGHT: usize = 2;
-/// How often a running queue looks at the global pause and at rows other processes left.
+/// How often the queue looks again while rows run (a global pause set by another
+/// process stops them within this) or another process holds a row; idle, it does not look
+/// until it is woken.
 const LOOK_EVERY: Duration = Duration::from_millis(500);
 
 impl DownloadQueue {
@@ -182,6 +187,7 @@ impl DownloadQueue {
             active: Mutex::new(HashMap::new()),
             lock_dir,
             wake: tokio::sync::Notify::new(),
+            looks: AtomicU64::new(0),
             enqueue_gate: tokio::sync::Mutex::new(()),
         }
     }
@@ -547,9 +553,17 @@ impl DownloadQueue {
         self.run_inner(shutdown, false).await
     }
 
-    /// Wakes a running queue (new rows, a resume).
+    /// Wakes a running queue (new rows, a resume, the global pause or the number of files
+    /// in flight changed).
     pub fn wake(&self) {
         self.wake.notify_one();
+    }
+
+    /// How many times the runner has read the queue and its settings: it only does when
+    /// woken, when a row finishes, and every [`LOOK_EVERY`] while rows run. For tests and
+    /// benchmarks (an idle queue must not poll).
+    pub fn looks(&self) -> u64 {
+        self.looks.load(Ordering::Relaxed)
     }
 
     fn queue_settings(&self) -> (bool, usize) {
@@ -571,6 +585,7 @@ impl DownloadQueue {
                 while running.next().await.is_some() {}
                 return Ok(());
             }
+            self.looks.fetch_add(1, Ordering::Relaxed);
             let (paused, in_flight) = self.queue_settings();
             let mut waiting = 0;
             if paused {
@@ -584,7 +599,9 @@ impl DownloadQueue {
                     if self.active().contains_key(&item.id) {
                         continue;
                     }
-                    if busy.contains(&item.id) && until_idle {
+                    // Another process holds it: left to that process (until idle), or
+                    // tried again at the next look (a running app).
+                    if busy.contains(&item.id) {
                         continue;
                     }
                     waiting += 1;
@@ -606,13 +623,21 @@ impl DownloadQueue {
             if until_idle && running.is_empty() && waiting == 0 {
                 return Ok(());
             }
+            // Idle (nothing running, nothing held elsewhere) it sleeps until woken: an
+            // enqueue, a resume or retry, a change of the global pause (the client wakes
+            // it), shutdown. No timer runs then.
+            let look_again = !running.is_empty() || (!until_idle && !busy.is_empty());
             tokio::select! {
                 Some((id, was_busy)) = running.next(), if !running.is_empty() => {
                     if was_busy { busy.insert(id); } else { busy.remove(&id); }
                 }
                 () = self.wake.notified() => {}
                 () = shutdown.cancelled() => {}
-                () = tokio::time::sleep(LOOK_EVERY) => {}
+                () = tokio::time::sleep(LOOK_EVERY), if look_again => {
+                    if !until_idle {
+                        busy.clear();
+                    }
+                }
             }
         }
     }

@@ -369,6 +369,12 @@ impl WatchEngine {
         Ok(changes)
     }
 
+    /// Whether a folder is missing: it cannot be watched, so the service looks for it on
+    /// a timer until it is back.
+    pub fn any_unavailable(&self) -> bool {
+        self.folders.values().any(|f| !f.folder.available)
+    }
+
     /// Reloads the folder list and checks availability: what to (un)watch and scan.
     pub fn refresh_folders(&mut self) -> Result<FolderChanges, WatchError> {
         let mut c = self.reload_folders()?;
