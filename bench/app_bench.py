@@ -564,27 +564,63 @@ def seed_queue_settings(dirs: Dirs, files_in_flight: int, bandwidth: int) -> Non
 
 FRAMES_JS = """
 const ms = arguments[0];
-window.__benchFrames = { deltas: [], done: false };
+const probe = arguments[1];
+const f = { deltas: [], long: [], gaps: [], events: [], mutations: [], done: false };
+window.__benchFrames = f;
 let last = null;
-const end = performance.now() + ms;
+const start = performance.now();
+const end = start + ms;
 function frame(t) {
-  if (last !== null) window.__benchFrames.deltas.push(t - last);
+  if (last !== null) {
+    f.deltas.push(t - last);
+    if (t - last > 34) f.long.push([Math.round(last - start), Math.round(t - last)]);
+  }
   last = t;
-  if (t < end) requestAnimationFrame(frame); else window.__benchFrames.done = true;
+  if (t < end) requestAnimationFrame(frame); else f.done = true;
 }
 requestAnimationFrame(frame);
+if (probe) {
+  // The page's main thread: a 5 ms timer chain; its gaps say when the thread was busy.
+  let prev = performance.now();
+  const tick = () => {
+    const now = performance.now();
+    if (now - prev > 30) f.gaps.push([Math.round(prev - start), Math.round(now - prev)]);
+    prev = now;
+    if (now < end) setTimeout(tick, 5);
+  };
+  setTimeout(tick, 5);
+  // Core events reaching the page (the same way @tauri-apps/api listens).
+  const T = window.__TAURI_INTERNALS__;
+  const handler = T.transformCallback((e) => {
+    const p = e.payload || {};
+    f.events.push([Math.round(performance.now() - start), p.type, p.transfer_id, p.state]);
+  });
+  T.invoke('plugin:event|listen', { event: 'core-event', target: { kind: 'Any' }, handler });
+  // DOM changes: what the page redraws.
+  const mo = new MutationObserver((records) => {
+    const t = Math.round(performance.now() - start);
+    for (const r of records) {
+      if (f.mutations.length >= 400) { mo.disconnect(); return; }
+      const el = r.target.nodeType === 1 ? r.target : r.target.parentElement;
+      const where = el ? el.tagName.toLowerCase() + (el.className ? '.' + String(el.className).split(' ')[0] : '') : '?';
+      f.mutations.push([t, r.type, where, r.attributeName || '', (r.target.nodeValue || '').slice(0, 30)]);
+    }
+  });
+  mo.observe(document.body, { subtree: true, childList: true, attributes: true, characterData: true });
+  setTimeout(() => mo.disconnect(), ms);
+}
 """
 
 
-def frames(d: Driver, seconds: float) -> dict:
-    d.run(FRAMES_JS, seconds * 1000)
+def frames(d: Driver, seconds: float, probe: bool = False) -> dict:
+    d.run(FRAMES_JS, seconds * 1000, probe)
     time.sleep(seconds)
-    deltas = d.until(
+    rec = d.until(
         "the frame recording",
-        lambda: (lambda f: f["deltas"] if f and f["done"] else None)(d.run("return window.__benchFrames;")),
+        lambda: (lambda f: f if f and f["done"] else None)(d.run("return window.__benchFrames;")),
         seconds + 30,
     )
-    deltas = sorted(deltas)
+    deltas = sorted(rec["deltas"])
     n = len(deltas)
     return {
         "frames": n,
@@ -597,6 +633,11 @@ def frames(d: Driver, seconds: float) -> dict:
         "over_34ms": sum(1 for x in deltas if x > 34.0),
         # Frames missed: a 50 ms delta is two vsyncs skipped.
         "missed_frames": sum(max(0, round(x / (1000 / 60)) - 1) for x in deltas),
+        # [start ms, length ms] of each frame > 34 ms; with --probe also the page's main
+        # thread gaps > 30 ms and the core events the page received.
+        "long_frames": rec["long"],
+        **({"main_thread_gaps": rec["gaps"], "core_events": len(rec["events"]),
+            "core_event_log": rec["events"], "mutations": rec["mutations"]} if probe else {}),
     }
 
 
@@ -637,11 +678,15 @@ def phase_idle_and_frames(args, tmp: Path, dirs: Dirs, phases: set[str]) -> dict
         if "frames" in phases:
             d.click_button("Transfers")
             time.sleep(2)
-            out["frames_baseline"] = frames(d, args.frame_seconds)
+            if args.inject_css:
+                d.run("const s = document.createElement('style'); s.textContent = arguments[0];"
+                      "document.head.appendChild(s);", args.inject_css)
+            out["frames_baseline"] = frames(d, args.frame_seconds, args.probe)
             log(f"frames with no transfers: {out['frames_baseline']}")
             paths = write_manuscripts(tmp / "manuscripts", args.transfers, args.file_size)
             options = {"title": None, "author": "Bench", "voice": None, "format": "mp3",
                        "bitrate": None, "mode": None}
+            enqueued_at = time.monotonic()
             offers = d.invoke("upload_files", {"paths": paths, "options": options, "force": False})
             refused = [o for o in offers if o.get("error")]
             if refused:
@@ -660,12 +705,31 @@ def phase_idle_and_frames(args, tmp: Path, dirs: Dirs, phases: set[str]) -> dict
                 "bandwidth_limit": args.bandwidth,
                 "file_size": args.file_size,
             }
+            out["transfers"]["seconds_from_enqueue_to_uploading"] = round(time.monotonic() - enqueued_at, 1)
+            if args.scroll_bottom:
+                d.run("const s = document.querySelector('.scroller'); if (s) s.scrollTop = s.scrollHeight;")
+            time.sleep(args.frames_delay)
+            if args.frames_view != "Transfers":
+                d.click_button(args.frames_view)
+                time.sleep(1)
+            if args.probe:
+                import base64
+                png = d.s("/screenshot")
+                (Path(args.out) / "transfers.png").write_bytes(base64.b64decode(png))
             cpu = {}
             t = threading.Thread(target=lambda: cpu.update(cpu_window(app, args.frame_seconds)))
             t.start()
-            out["frames_transfers"] = frames(d, args.frame_seconds)
+            perf = None
+            if args.perf_out:
+                perf = subprocess.Popen(
+                    ["perf", "record", "-q", "-F", "499", "-o", args.perf_out,
+                     "-p", ",".join(str(p) for p in tree(app)), "--", "sleep", str(args.frame_seconds)],
+                    stdout=subprocess.DEVNULL)
+            out["frames_transfers"] = frames(d, args.frame_seconds, args.probe)
             t.join()
-            out["transfers_cpu"] = {k: cpu[k] for k in ("cpu_pct_of_one_core", "per_process_cpu_s")}
+            if perf:
+                perf.wait()
+            out["transfers_cpu"] = {k: cpu[k] for k in ("cpu_pct_of_one_core", "per_process_cpu_s", "busiest_threads")}
             items = d.invoke("transfers", {})
             states = [i["state"] for i in items]
             out["transfers"]["states_at_end"] = {st: states.count(st) for st in sorted(set(states))}
@@ -694,6 +758,17 @@ def main() -> int:
     ap.add_argument("--min-active", type=int, default=16, help="uploads running before frames")
     ap.add_argument("--bandwidth", type=int, default=256 << 10, help="bytes/s, shared")
     ap.add_argument("--port", type=int, default=4455)
+    # Experiments for the frame phase (which part of the page costs the frames):
+    ap.add_argument("--frames-view", default="Transfers",
+                    help="the section shown while transfers run (e.g. Settings: not drawn)")
+    ap.add_argument("--inject-css", default="", help="a style sheet added before measuring")
+    ap.add_argument("--probe", action="store_true",
+                    help="also record the page's main-thread gaps and core events received")
+    ap.add_argument("--frames-delay", type=float, default=0,
+                    help="seconds to wait once the uploads run, before measuring")
+    ap.add_argument("--scroll-bottom", action="store_true",
+                    help="scroll the list to its end (the oldest rows: the ones uploading)")
+    ap.add_argument("--perf-out", default="", help="perf record the app's processes to FILE")
     args = ap.parse_args()
     phases = set(args.phases.split(","))
     out_dir = Path(args.out)

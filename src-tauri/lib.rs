@@ -11,6 +11,7 @@ mod forward;
 mod shell;
 mod startup;
 mod tray;
+mod webview;
 
 use rohimaya_core::events::EventBus;
 use tauri::{Manager, RunEvent, WindowEvent};
@@ -42,6 +43,7 @@ pub fn run() -> Result<(), tauri::Error> {
         .plugin(tauri_plugin_notification::init())
         .plugin(tauri_plugin_opener::init())
         .setup(move |app| {
+            webview::paint_on_cpu(app.handle());
             let bus = EventBus::new();
             forward::spawn(app.handle().clone(), &bus);
             let shell = tauri::async_runtime::block_on(Shell::start(paths.clone(), bus));
