@@ -279,6 +279,10 @@ class Dirs:
         # The keyring daemon was started with its own XDG_DATA_HOME; the app reaches it
         # over D-Bus, so the app gets a fresh one for WebKit's local storage.
         env["XDG_DATA_HOME"] = str(self.root / "xdg-data")
+        # Measure how users' windows draw (on the CPU): under WebDriver the app would keep
+        # WebKit's GL compositing for screenshots (src-tauri/webview.rs); this bench takes
+        # none. ROHIMAYA_GPU_COMPOSITING=1 in the caller's environment measures the GL path.
+        env.setdefault("ROHIMAYA_GPU_COMPOSITING", "0")
         return env
 
 
