@@ -10,7 +10,7 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 use rohimaya_core::api::ApiClient;
-use rohimaya_core::api::uploads::SessionTokens;
+use rohimaya_core::api::request::SessionTokens;
 use rohimaya_core::auth::{AuthError, SessionStatus};
 use rohimaya_core::config::Paths;
 use rohimaya_core::downloads::{DownloadChoice, DownloadItem, DownloadQueue, DownloadState};

@@ -12,7 +12,8 @@ use std::time::Duration;
 
 use rohimaya_core::CoreError;
 use rohimaya_core::api::ApiClient;
-use rohimaya_core::api::uploads::{JobOptions, SessionTokens};
+use rohimaya_core::api::request::SessionTokens;
+use rohimaya_core::api::uploads::JobOptions;
 use rohimaya_core::auth::{AuthError, SessionStatus};
 use rohimaya_core::config::Paths;
 use rohimaya_core::events::EventBus;

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use rand::Rng;
 use rohimaya_core::api::downloads::DownloadsApi;
-use rohimaya_core::api::uploads::StaticToken;
+use rohimaya_core::api::request::StaticToken;
 use rohimaya_core::config::Endpoints;
 use rohimaya_core::events::EventBus;
 use rohimaya_core::transfer::{

@@ -15,7 +15,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rohimaya_core::api::uploads::{StaticToken, UploadsApi};
+use rohimaya_core::api::request::StaticToken;
+use rohimaya_core::api::uploads::UploadsApi;
 use rohimaya_core::config::Endpoints;
 use rohimaya_core::events::{Event, EventBus, TransferState};
 use rohimaya_core::queue::{QueueRunner, QueueStore};

@@ -17,7 +17,8 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::Mutex;
 use tokio_util::sync::CancellationToken;
 
-use crate::api::uploads::{JobOptions, SessionTokens};
+use crate::api::request::SessionTokens;
+use crate::api::uploads::JobOptions;
 use crate::api::{ApiClient, ApiError};
 use crate::auth::{Account, AuthError, OAuthOptions, SessionManager, SessionStatus, SignUp};
 use crate::config::{Paths, Profile};

@@ -24,7 +24,7 @@ use axum::routing::get;
 use bytes::Bytes;
 use md5::Digest;
 use rohimaya_core::api::Job;
-use rohimaya_core::api::uploads::StaticToken;
+use rohimaya_core::api::request::StaticToken;
 use rohimaya_core::config::Endpoints;
 use rohimaya_core::downloads::{
     DownloadChoice, DownloadItem, DownloadQueue, DownloadState, DownloadStore,

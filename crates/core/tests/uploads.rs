@@ -12,7 +12,8 @@ use std::time::{Duration, Instant};
 
 use common::Bed;
 use rand::Rng;
-use rohimaya_core::api::uploads::{JobOptions, StaticToken, UploadsApi};
+use rohimaya_core::api::request::StaticToken;
+use rohimaya_core::api::uploads::{JobOptions, UploadsApi};
 use rohimaya_core::config::Endpoints;
 use rohimaya_core::error::{CoreError, ErrorCode};
 use rohimaya_core::events::{Event, EventBus, TransferNotice};
@@ -931,8 +932,8 @@ struct ExpiringTokens {
     refreshed: std::sync::atomic::AtomicU32,
 }
 
-impl rohimaya_core::api::uploads::AccessTokens for ExpiringTokens {
-    fn access_token(&self) -> rohimaya_core::api::uploads::TokenFuture<'_> {
+impl rohimaya_core::api::request::AccessTokens for ExpiringTokens {
+    fn access_token(&self) -> rohimaya_core::api::request::TokenFuture<'_> {
         Box::pin(async move {
             Ok(
                 if self.refreshed.load(std::sync::atomic::Ordering::SeqCst) == 0 {
@@ -946,7 +947,7 @@ impl rohimaya_core::api::uploads::AccessTokens for ExpiringTokens {
     fn refresh_after_unauthorized<'a>(
         &'a self,
         _rejected: &'a str,
-    ) -> rohimaya_core::api::uploads::TokenFuture<'a> {
+    ) -> rohimaya_core::api::request::TokenFuture<'a> {
         Box::pin(async move {
             self.refreshed
                 .fetch_add(1, std::sync::atomic::Ordering::SeqCst);

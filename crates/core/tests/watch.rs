@@ -11,7 +11,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rand::Rng;
-use rohimaya_core::api::uploads::{StaticToken, UploadsApi};
+use rohimaya_core::api::request::StaticToken;
+use rohimaya_core::api::uploads::UploadsApi;
 use rohimaya_core::config::Endpoints;
 use rohimaya_core::events::EventBus;
 use rohimaya_core::queue::{ItemState, QueueItem, QueueRunner, QueueStore};

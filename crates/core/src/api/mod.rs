@@ -211,7 +211,7 @@ impl ApiClient {
     /// every call fails with `not_signed_in`).
     pub fn downloads(&self) -> downloads::DownloadsApi {
         let tokens: std::sync::Arc<dyn request::AccessTokens> = match &self.session {
-            Some(s) => std::sync::Arc::new(uploads::SessionTokens(s.clone())),
+            Some(s) => std::sync::Arc::new(request::SessionTokens(s.clone())),
             None => std::sync::Arc::new(NoSession),
         };
         downloads::DownloadsApi::from_parts(self.http.clone(), self.base.clone(), tokens)

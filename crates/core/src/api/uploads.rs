@@ -15,11 +15,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::request::{self, Refusal, RequestError};
-pub use super::request::{
-    AccessTokens, SessionTokens, StaticToken, TokenError, TokenFuture, parse_retry_after,
-    redact_url,
-};
+use super::request::{self, AccessTokens, Refusal, RequestError, TokenError, redact_url};
 use crate::config::Endpoints;
 use crate::error::{CoreError, ErrorCode};
 

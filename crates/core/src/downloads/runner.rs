@@ -198,7 +198,7 @@ impl DownloadQueue {
         data_dir: &Path,
         library: Arc<Library>,
         endpoints: &crate::config::Endpoints,
-        tokens: Arc<dyn crate::api::uploads::AccessTokens>,
+        tokens: Arc<dyn crate::api::request::AccessTokens>,
         account: impl Into<String>,
         bus: crate::events::EventBus,
         limiter: crate::transfer::BandwidthLimiter,

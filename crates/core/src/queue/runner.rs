@@ -156,7 +156,7 @@ impl QueueRunner {
     pub fn open(
         data_dir: &Path,
         endpoints: &crate::config::Endpoints,
-        tokens: std::sync::Arc<dyn crate::api::uploads::AccessTokens>,
+        tokens: std::sync::Arc<dyn crate::api::request::AccessTokens>,
         account: impl Into<String>,
         bus: crate::events::EventBus,
     ) -> Result<Self, QueueError> {
