@@ -460,25 +460,36 @@ impl WatchService {
     }
 
     /// Starts and stops OS watches as folders come and go, and scans the new ones.
+    ///
+    /// A folder deleted between the check that found it and its OS watch raises no event
+    /// (there is nothing watched yet), so the folders are checked again once their watches
+    /// are in place; a few rounds at most, then the periodic check takes over.
     async fn apply(
         &self,
         watcher: &mut RecommendedWatcher,
         changes: FolderChanges,
     ) -> Result<(), WatchError> {
-        for path in &changes.stop {
-            let _ = watcher.unwatch(path);
-        }
-        for (id, path, recursive) in changes.start {
-            let mode = if recursive {
-                RecursiveMode::Recursive
-            } else {
-                RecursiveMode::NonRecursive
-            };
-            // Watch first, then scan: nothing written in between is missed.
-            if let Err(e) = watcher.watch(&path, mode) {
-                tracing::warn!("watch: cannot watch {}: {e}", path.display());
+        let mut changes = changes;
+        for _ in 0..3 {
+            for path in &changes.stop {
+                let _ = watcher.unwatch(path);
             }
-            self.step(move |e| e.scan_folder(id, None)).await?;
+            if changes.start.is_empty() {
+                break;
+            }
+            for (id, path, recursive) in changes.start {
+                let mode = if recursive {
+                    RecursiveMode::Recursive
+                } else {
+                    RecursiveMode::NonRecursive
+                };
+                // Watch first, then scan: nothing written in between is missed.
+                if let Err(e) = watcher.watch(&path, mode) {
+                    tracing::warn!("watch: cannot watch {}: {e}", path.display());
+                }
+                self.step(move |e| e.scan_folder(id, None)).await?;
+            }
+            changes = self.step(|e| e.check_folders()).await??;
         }
         Ok(())
     }
