@@ -345,8 +345,9 @@ async fn resumes_from_the_part_file_fetching_only_the_rest() {
     let heads = 2048 * u64::from(done.stats.requests);
     assert!(
         bed.proxy.bytes_down() <= remaining + heads,
-        "fetched {} bytes, only {remaining} were missing",
-        bed.proxy.bytes_down()
+        "fetched {} bytes, only {remaining} were missing ({:?})",
+        bed.proxy.bytes_down(),
+        done.stats
     );
     assert!(done.stats.bytes_received <= remaining);
     let ifmatch = bed.proxy.requests().iter().all(|r| r.method == "GET");

@@ -15,7 +15,6 @@
 //! interprets anything but framing.
 
 use std::net::{Ipv4Addr, SocketAddr};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -126,8 +125,53 @@ struct Shared {
     upstream: SocketAddr,
     rules: Mutex<Vec<Rule>>,
     log: Mutex<Vec<RequestRecord>>,
-    up: AtomicU64,
-    down: AtomicU64,
+    tally: Mutex<Tally>,
+}
+
+/// Bytes relayed each way by the exchanges (request and response) begun since the last
+/// `reset_counters`: the last chunks of an exchange from before it (a cancelled transfer's
+/// connection draining) are not counted after it.
+#[derive(Debug, Default)]
+struct Tally {
+    epoch: u64,
+    up: u64,
+    down: u64,
+}
+
+/// Which way bytes go.
+#[derive(Debug, Clone, Copy)]
+enum Way {
+    /// Client to upstream.
+    Up,
+    /// Upstream to client.
+    Down,
+}
+
+/// One exchange's counter for one way.
+#[derive(Debug, Clone, Copy)]
+struct Meter<'a> {
+    tally: &'a Mutex<Tally>,
+    epoch: u64,
+    way: Way,
+}
+
+impl<'a> Meter<'a> {
+    /// The two counters of an exchange that begins now.
+    fn begin(tally: &'a Mutex<Tally>) -> (Meter<'a>, Meter<'a>) {
+        let epoch = lock(tally).epoch;
+        let m = |way| Meter { tally, epoch, way };
+        (m(Way::Up), m(Way::Down))
+    }
+
+    fn add(self, n: usize) {
+        let mut t = lock(self.tally);
+        if t.epoch == self.epoch {
+            match self.way {
+                Way::Up => t.up += n as u64,
+                Way::Down => t.down += n as u64,
+            }
+        }
+    }
 }
 
 /// A running proxy; stops when dropped.
@@ -192,8 +236,7 @@ impl FaultProxy {
             upstream,
             rules: Mutex::new(Vec::new()),
             log: Mutex::new(Vec::new()),
-            up: AtomicU64::new(0),
-            down: AtomicU64::new(0),
+            tally: Mutex::new(Tally::default()),
         });
         let token = CancellationToken::new();
         let listening = listen(listener, shared.clone(), token.child_token());
@@ -262,17 +305,22 @@ impl FaultProxy {
 
     /// Bytes forwarded from clients to the upstream (request heads and bodies).
     pub fn bytes_up(&self) -> u64 {
-        self.shared.up.load(Ordering::Relaxed)
+        lock(&self.shared.tally).up
     }
 
     /// Bytes forwarded from the upstream to clients.
     pub fn bytes_down(&self) -> u64 {
-        self.shared.down.load(Ordering::Relaxed)
+        lock(&self.shared.tally).down
     }
 
+    /// Zeroes the byte counters; exchanges still running from before are not counted.
     pub fn reset_counters(&self) {
-        self.shared.up.store(0, Ordering::Relaxed);
-        self.shared.down.store(0, Ordering::Relaxed);
+        {
+            let mut t = lock(&self.shared.tally);
+            t.epoch += 1;
+            t.up = 0;
+            t.down = 0;
+        }
         lock(&self.shared.log).clear();
     }
 
@@ -343,7 +391,7 @@ impl Conn {
         &mut self,
         mut n: u64,
         mut out: Option<&mut TcpStream>,
-        counter: Option<&AtomicU64>,
+        counter: Option<Meter<'_>>,
         stop_after: Option<u64>,
     ) -> std::io::Result<u64> {
         let mut moved = 0u64;
@@ -361,7 +409,7 @@ impl Conn {
                 o.write_all(&chunk).await?;
             }
             if let Some(c) = counter {
-                c.fetch_add(chunk.len() as u64, Ordering::Relaxed);
+                c.add(chunk.len());
             }
             moved += chunk.len() as u64;
             n -= chunk.len() as u64;
@@ -469,6 +517,7 @@ async fn serve(client: TcpStream, shared: &Shared) {
         let Ok(Some(raw_head)) = client.read_head().await else {
             return;
         };
+        let (up_meter, down_meter) = Meter::begin(&shared.tally);
         let Some(head) = Head::parse(&raw_head) else {
             return;
         };
@@ -542,15 +591,13 @@ async fn serve(client: TcpStream, shared: &Shared) {
         if up.stream.write_all(&raw_head).await.is_err() {
             return;
         }
-        shared
-            .up
-            .fetch_add(raw_head.len() as u64, Ordering::Relaxed);
+        up_meter.add(raw_head.len());
         if let Some(Fault::ResetAfter(n)) = fault {
             let _ = client
                 .relay(
                     body_len,
                     Some(&mut up.stream),
-                    Some(&shared.up),
+                    Some(up_meter),
                     Some(n.min(body_len)),
                 )
                 .await;
@@ -559,7 +606,7 @@ async fn serve(client: TcpStream, shared: &Shared) {
             return;
         }
         if client
-            .relay(body_len, Some(&mut up.stream), Some(&shared.up), None)
+            .relay(body_len, Some(&mut up.stream), Some(up_meter), None)
             .await
             .is_err()
         {
@@ -586,16 +633,14 @@ async fn serve(client: TcpStream, shared: &Shared) {
         if let Some(Fault::TruncateResponse(n) | Fault::StallResponseAfter(n)) = fault {
             let head_part = &resp_head[..n.min(resp_head.len())];
             let _ = client.stream.write_all(head_part).await;
-            shared
-                .down
-                .fetch_add(head_part.len() as u64, Ordering::Relaxed);
+            down_meter.add(head_part.len());
             if n > resp_head.len() && !no_body {
                 let left = (n - resp_head.len()) as u64;
                 let _ = up
                     .relay(
                         resp.content_length().min(left),
                         Some(&mut client.stream),
-                        Some(&shared.down),
+                        Some(down_meter),
                         None,
                     )
                     .await;
@@ -611,25 +656,23 @@ async fn serve(client: TcpStream, shared: &Shared) {
         if client.stream.write_all(&resp_head).await.is_err() {
             return;
         }
-        shared
-            .down
-            .fetch_add(resp_head.len() as u64, Ordering::Relaxed);
+        down_meter.add(resp_head.len());
         let relayed = if no_body {
             Ok(())
         } else if resp.chunked() {
-            relay_chunked(up, &mut client.stream, &shared.down).await
+            relay_chunked(up, &mut client.stream, down_meter).await
         } else if resp.get("content-length").is_some() {
             up.relay(
                 resp.content_length(),
                 Some(&mut client.stream),
-                Some(&shared.down),
+                Some(down_meter),
                 None,
             )
             .await
             .map(|_| ())
         } else {
             // Delimited by close: relay until the upstream closes, then close.
-            let _ = relay_to_close(up, &mut client.stream, &shared.down).await;
+            let _ = relay_to_close(up, &mut client.stream, down_meter).await;
             return;
         };
         if relayed.is_err() || resp.wants_close() || head.wants_close() {
@@ -641,12 +684,12 @@ async fn serve(client: TcpStream, shared: &Shared) {
 async fn relay_chunked(
     up: &mut Conn,
     out: &mut TcpStream,
-    counter: &AtomicU64,
+    counter: Meter<'_>,
 ) -> std::io::Result<()> {
     loop {
         let line = up.read_line().await?;
         out.write_all(&line).await?;
-        counter.fetch_add(line.len() as u64, Ordering::Relaxed);
+        counter.add(line.len());
         let text = String::from_utf8_lossy(&line);
         let size_hex = text.trim().split(';').next().unwrap_or("0");
         let size = u64::from_str_radix(size_hex.trim(), 16)
@@ -656,7 +699,7 @@ async fn relay_chunked(
             loop {
                 let t = up.read_line().await?;
                 out.write_all(&t).await?;
-                counter.fetch_add(t.len() as u64, Ordering::Relaxed);
+                counter.add(t.len());
                 if t == b"\r\n" {
                     return Ok(());
                 }
@@ -669,12 +712,12 @@ async fn relay_chunked(
 async fn relay_to_close(
     up: &mut Conn,
     out: &mut TcpStream,
-    counter: &AtomicU64,
+    counter: Meter<'_>,
 ) -> std::io::Result<()> {
     loop {
         if !up.buf.is_empty() {
             out.write_all(&up.buf).await?;
-            counter.fetch_add(up.buf.len() as u64, Ordering::Relaxed);
+            counter.add(up.buf.len());
             up.buf.clear();
         }
         if up.fill().await? == 0 {
@@ -786,6 +829,59 @@ mod tests {
         assert!(proxy.bytes_up() > 100_000, "{}", proxy.bytes_up());
         assert!(proxy.bytes_down() > 0);
         assert_eq!(proxy.requests().len(), 3);
+    }
+
+    #[tokio::test]
+    async fn an_exchange_begun_before_a_reset_is_not_counted_after_it() {
+        let gate = std::sync::Arc::new(tokio::sync::Notify::new());
+        let open = gate.clone();
+        let app = Router::new().route(
+            "/gated",
+            get(move || {
+                let gate = open.clone();
+                async move {
+                    let first = futures::stream::once(async {
+                        Ok::<_, std::io::Error>(bytes::Bytes::from("first "))
+                    });
+                    let second = futures::stream::once(async move {
+                        gate.notified().await;
+                        Ok::<_, std::io::Error>(bytes::Bytes::from(vec![b'x'; 50_000]))
+                    });
+                    axum::body::Body::from_stream(futures::StreamExt::chain(first, second))
+                }
+            }),
+        );
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .unwrap_or_else(|e| panic!("bind: {e}"));
+        let addr = listener.local_addr().unwrap_or_else(|e| panic!("{e}"));
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        let proxy = FaultProxy::start(addr)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let mut res = client()
+            .get(format!("{}gated", proxy.url()))
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let first = res.chunk().await.unwrap_or_else(|e| panic!("{e}"));
+        assert!(first.is_some_and(|c| c.starts_with(b"first")));
+        assert!(proxy.bytes_down() > 0);
+        proxy.reset_counters();
+        gate.notify_one();
+        let mut rest = 0;
+        while let Some(c) = res.chunk().await.unwrap_or_else(|e| panic!("{e}")) {
+            rest += c.len();
+        }
+        assert_eq!(rest, 50_000);
+        assert_eq!(
+            proxy.bytes_down(),
+            0,
+            "the older exchange's bytes were counted"
+        );
+        assert_eq!(proxy.bytes_up(), 0);
     }
 
     #[tokio::test]
