@@ -15,7 +15,7 @@ use std::collections::HashSet;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
-use md5::{Digest, Md5};
+use rohimaya_md5::Md5;
 use serde::Serialize;
 
 use super::catalog::{Catalog, FileRef, ServerState};

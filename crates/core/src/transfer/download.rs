@@ -25,7 +25,7 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use md5::Digest;
+use rohimaya_md5::Md5;
 use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
@@ -1267,7 +1267,7 @@ impl<'a> Run<'a> {
     async fn follow_checksum(&self, shared: &Shared) -> Result<Option<String>, DownloadError> {
         let step = self.session.settings.buffer_size.max(64 * 1024) as u64;
         let size = lock(&shared.plan).size;
-        let mut hasher = md5::Md5::new();
+        let mut hasher = Md5::new();
         let mut hashed = 0u64;
         let mut buf = Vec::with_capacity(step as usize);
         loop {
@@ -1297,10 +1297,10 @@ impl<'a> Run<'a> {
 /// Reads `buf.len()` bytes at `offset` and feeds them to `hasher`, off the async threads.
 async fn read_and_hash(
     part: &PartFile,
-    hasher: md5::Md5,
+    hasher: Md5,
     buf: Vec<u8>,
     offset: u64,
-) -> std::io::Result<(md5::Md5, Vec<u8>)> {
+) -> std::io::Result<(Md5, Vec<u8>)> {
     let buf = part.read_at(buf, offset).await?;
     tokio::task::spawn_blocking(move || {
         let mut hasher = hasher;
@@ -1317,7 +1317,7 @@ async fn file_md5(path: &Path) -> std::io::Result<String> {
     tokio::task::spawn_blocking(move || {
         use std::io::Read;
         let mut f = std::fs::File::open(path)?;
-        let mut hasher = md5::Md5::new();
+        let mut hasher = Md5::new();
         let mut buf = vec![0u8; 1 << 20];
         loop {
             let n = f.read(&mut buf)?;

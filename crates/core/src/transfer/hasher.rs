@@ -19,8 +19,8 @@ use std::path::{Path, PathBuf};
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
-use md5::{Digest, Md5};
-use sha2::Sha256;
+use rohimaya_md5::Md5;
+use sha2::{Digest, Sha256};
 use tokio::sync::watch;
 
 use super::TransferError;
@@ -296,7 +296,7 @@ impl Reader {
                     None => own = buf,
                 }
             }
-            lock(&self.shared.md5s).push(md5.finalize().into());
+            lock(&self.shared.md5s).push(md5.finalize());
             self.status.send_modify(|s| s.hashed = n);
         }
         let mut probe = [0u8; 1];
@@ -375,7 +375,7 @@ mod tests {
 
     fn digests(data: &[u8], part: usize) -> (String, Vec<[u8; 16]>) {
         let sha = hex::encode(Sha256::digest(data));
-        let md5s = data.chunks(part).map(|c| Md5::digest(c).into()).collect();
+        let md5s = data.chunks(part).map(Md5::digest).collect();
         (sha, md5s)
     }
 
@@ -414,10 +414,7 @@ mod tests {
                 lookahead: 1,
             },
         );
-        assert_eq!(
-            h.md5(1).await.unwrap(),
-            <[u8; 16]>::from(Md5::digest(&data))
-        );
+        assert_eq!(h.md5(1).await.unwrap(), Md5::digest(&data));
         assert_eq!(h.finish().await.unwrap(), None);
     }
 
