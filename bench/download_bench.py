@@ -63,6 +63,13 @@ def parse_time_v(path):
     }
 
 
+def cpu_s(pid):
+    """User + system CPU seconds of process `pid` so far (Linux /proc)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def md5_of(path):
     h = hashlib.md5()
     with open(path, "rb") as f:
@@ -154,11 +161,13 @@ def main():
                 cmd, env = make(dest)
                 tv = os.path.join(work, f"time-{seq}.txt")
                 subprocess.run(["sync"])
+                server0 = cpu_s(serve.pid)
                 t0 = time.monotonic()
                 proc = subprocess.run(["/usr/bin/time", "-v", "-o", tv, *cmd], env=env,
                                       stdout=subprocess.PIPE, stderr=subprocess.PIPE)
                 wall = time.monotonic() - t0
                 r = {"tool": name, "run": run, "wall_s": wall, **parse_time_v(tv),
+                     "server_cpu_s": cpu_s(serve.pid) - server0,
                      "ok": proc.returncode == 0}
                 size = os.path.getsize(dest) if os.path.exists(dest) else -1
                 r["size_ok"] = size == args.size
@@ -168,7 +177,7 @@ def main():
                 if not r["ok"]:
                     log(name, "FAILED", proc.stderr[-1500:])
                 log(f"{name} run {run}: {r['mb_s']:.0f} MB/s, RSS {r['max_rss_kib'] / 1024:.0f} MiB, "
-                    f"cpu {r['user_s'] + r['sys_s']:.1f} s, ok={r['ok']} size_ok={r['size_ok']}")
+                    f"cpu {r['user_s'] + r['sys_s']:.1f} s (server {r['server_cpu_s']:.1f} s), ok={r['ok']} size_ok={r['size_ok']}")
                 results.append(r)
                 if os.path.exists(dest):
                     os.remove(dest)
@@ -191,16 +200,17 @@ def main():
     med = {n: statistics.median([r["mb_s"] for r in results if r["tool"] == n and r["ok"]] or [0])
            for n in names}
     best_peer = max([med[n] for n in names if not n.startswith("rohimaya")] or [0])
-    print(f"| tool | MB/s (median of {args.runs}) | runs | x fastest peer | peak RSS MiB | CPU s |")
-    print("|---|---:|---|---:|---:|---:|")
+    print(f"| tool | MB/s (median of {args.runs}) | runs | x fastest peer | peak RSS MiB | CPU s | server CPU s |")
+    print("|---|---:|---|---:|---:|---:|---:|")
     for n in names:
         rs = [r for r in results if r["tool"] == n]
         runs = ", ".join(f"{r['mb_s']:.0f}" for r in rs)
         rss = statistics.median([r["max_rss_kib"] for r in rs]) / 1024
         cpu = statistics.median([r["user_s"] + r["sys_s"] for r in rs])
+        server = statistics.median([r["server_cpu_s"] for r in rs])
         ratio = f"{med[n] / best_peer:.2f}" if best_peer else "-"
         ok = all(r["ok"] and r["size_ok"] and r.get("md5_ok", True) for r in rs)
-        print(f"| {n}{'' if ok else ' (FAILED)'} | {med[n]:.0f} | {runs} | {ratio} | {rss:.0f} | {cpu:.1f} |")
+        print(f"| {n}{'' if ok else ' (FAILED)'} | {med[n]:.0f} | {runs} | {ratio} | {rss:.0f} | {cpu:.1f} | {server:.1f} |")
 
 
 if __name__ == "__main__":
