@@ -24,9 +24,12 @@ What it does:
      - aws:         `aws s3 cp s3://bucket/key FILE` (multipart_chunksize 16MB,
                     max_concurrent_requests 4: 4 ranged GETs);
      - rclone:      `rclone copyto bench:bucket/key FILE` (--multi-thread-streams 4);
-   every result's size (and, for rohimaya and curl, MD5) is checked;
+   every result's size (and, for rohimaya and curl, MD5) is checked; after each tool, a
+   `sync` is timed on its own: how long the file then takes to reach the disk (the peers
+   leave it in the page cache, rohimaya has flushed it);
 3. prints a markdown table of medians (MB/s = 10^6 bytes per second of wall time, peak
-   RSS, CPU seconds) and writes results.json into --out.
+   RSS, CPU seconds of the tool and of the S3 server, and MB/s to disk = size / (wall +
+   that sync)) and writes results.json into --out.
 """
 
 import argparse
@@ -166,18 +169,24 @@ def main():
                 proc = subprocess.run(["/usr/bin/time", "-v", "-o", tv, *cmd], env=env,
                                       stdout=subprocess.PIPE, stderr=subprocess.PIPE)
                 wall = time.monotonic() - t0
+                # How long the file then takes to reach the disk: the peers leave it in
+                # the page cache; rohimaya has flushed it already (unless -nosync).
+                t1 = time.monotonic()
+                subprocess.run(["sync"])
+                sync_s = time.monotonic() - t1
                 r = {"tool": name, "run": run, "wall_s": wall, **parse_time_v(tv),
-                     "server_cpu_s": cpu_s(serve.pid) - server0,
+                     "server_cpu_s": cpu_s(serve.pid) - server0, "sync_s": sync_s,
                      "ok": proc.returncode == 0}
                 size = os.path.getsize(dest) if os.path.exists(dest) else -1
                 r["size_ok"] = size == args.size
                 if name.startswith("rohimaya") or name == "curl":
                     r["md5_ok"] = size == args.size and md5_of(dest) == etag
                 r["mb_s"] = args.size / 1e6 / wall
+                r["durable_mb_s"] = args.size / 1e6 / (wall + sync_s)
                 if not r["ok"]:
                     log(name, "FAILED", proc.stderr[-1500:])
                 log(f"{name} run {run}: {r['mb_s']:.0f} MB/s, RSS {r['max_rss_kib'] / 1024:.0f} MiB, "
-                    f"cpu {r['user_s'] + r['sys_s']:.1f} s (server {r['server_cpu_s']:.1f} s), ok={r['ok']} size_ok={r['size_ok']}")
+                    f"then sync {sync_s:.2f} s, cpu {r['user_s'] + r['sys_s']:.1f} s (server {r['server_cpu_s']:.1f} s), ok={r['ok']} size_ok={r['size_ok']}")
                 results.append(r)
                 if os.path.exists(dest):
                     os.remove(dest)
@@ -200,8 +209,11 @@ def main():
     med = {n: statistics.median([r["mb_s"] for r in results if r["tool"] == n and r["ok"]] or [0])
            for n in names}
     best_peer = max([med[n] for n in names if not n.startswith("rohimaya")] or [0])
-    print(f"| tool | MB/s (median of {args.runs}) | runs | x fastest peer | peak RSS MiB | CPU s | server CPU s |")
-    print("|---|---:|---|---:|---:|---:|---:|")
+    dmed = {n: statistics.median([r["durable_mb_s"] for r in results if r["tool"] == n and r["ok"]] or [0])
+            for n in names}
+    best_durable = max([dmed[n] for n in names if not n.startswith("rohimaya")] or [0])
+    print(f"| tool | MB/s (median of {args.runs}) | runs | x fastest peer | peak RSS MiB | CPU s | server CPU s | MB/s to disk (+ sync) | x fastest peer to disk |")
+    print("|---|---:|---|---:|---:|---:|---:|---:|---:|")
     for n in names:
         rs = [r for r in results if r["tool"] == n]
         runs = ", ".join(f"{r['mb_s']:.0f}" for r in rs)
@@ -210,7 +222,7 @@ def main():
         server = statistics.median([r["server_cpu_s"] for r in rs])
         ratio = f"{med[n] / best_peer:.2f}" if best_peer else "-"
         ok = all(r["ok"] and r["size_ok"] and r.get("md5_ok", True) for r in rs)
-        print(f"| {n}{'' if ok else ' (FAILED)'} | {med[n]:.0f} | {runs} | {ratio} | {rss:.0f} | {cpu:.1f} | {server:.1f} |")
+        print(f"| {n}{'' if ok else ' (FAILED)'} | {med[n]:.0f} | {runs} | {ratio} | {rss:.0f} | {cpu:.1f} | {server:.1f} | {dmed[n]:.0f} | {dmed[n] / best_durable if best_durable else 0:.2f} |")
 
 
 if __name__ == "__main__":
