@@ -463,14 +463,15 @@ impl WatchService {
     ///
     /// A folder deleted between the check that found it and its OS watch raises no event
     /// (there is nothing watched yet), so the folders are checked again once their watches
-    /// are in place; a few rounds at most, then the periodic check takes over.
+    /// are in place. A folder that keeps coming and going is left to the periodic check
+    /// after three rounds; every change a check returned is applied.
     async fn apply(
         &self,
         watcher: &mut RecommendedWatcher,
         changes: FolderChanges,
     ) -> Result<(), WatchError> {
         let mut changes = changes;
-        for _ in 0..3 {
+        for round in 1..=3 {
             for path in &changes.stop {
                 let _ = watcher.unwatch(path);
             }
@@ -488,6 +489,9 @@ impl WatchService {
                     tracing::warn!("watch: cannot watch {}: {e}", path.display());
                 }
                 self.step(move |e| e.scan_folder(id, None)).await?;
+            }
+            if round == 3 {
+                break;
             }
             changes = self.step(|e| e.check_folders()).await??;
         }
