@@ -104,6 +104,39 @@ impl Running {
             .filter(|a| a.kind == kind && a.path == path)
             .count()
     }
+
+    /// Whether the (only) watched folder is available, as the store says.
+    fn folder_available(&self) -> bool {
+        self.store
+            .folders()
+            .unwrap_or_else(|e| panic!("{e}"))
+            .into_iter()
+            .next()
+            .unwrap_or_else(|| panic!("the folder was forgotten"))
+            .available
+    }
+
+    /// Deletes the watched folder `dir`, waits until it is unavailable, creates it again
+    /// with a new file and waits for that file's upload (`uploaded`: uploads before);
+    /// the folder's going and its return are each logged once.
+    async fn folder_goes_and_comes_back(&self, dir: &Path, uploaded: usize) {
+        std::fs::remove_dir_all(dir).unwrap_or_else(|e| panic!("{e}"));
+        until("unavailable", Duration::from_secs(10), || {
+            !self.folder_available()
+        })
+        .await;
+        std::fs::create_dir_all(dir).unwrap_or_else(|e| panic!("{e}"));
+        std::fs::write(dir.join("Back.txt"), words(10, "back")).unwrap_or_else(|e| panic!("{e}"));
+        until(
+            "the upload after the return",
+            Duration::from_secs(30),
+            || self.completed() == uploaded + 1,
+        )
+        .await;
+        assert!(self.folder_available());
+        assert_eq!(self.count(ActivityKind::Unavailable, dir), 1);
+        assert_eq!(self.count(ActivityKind::Available, dir), 1);
+    }
 }
 
 impl Bed {
@@ -439,30 +472,7 @@ async fn a_folder_removed_and_recreated_resumes() {
     let dir = bed.folder("usb");
     bed.watch(&dir, AfterUpload::Leave);
     let run = bed.start(400);
-    let folder = |run: &Running| {
-        run.store
-            .folders()
-            .unwrap_or_else(|e| panic!("{e}"))
-            .into_iter()
-            .next()
-            .unwrap_or_else(|| panic!("the folder was forgotten"))
-    };
-    std::fs::remove_dir_all(&dir).unwrap_or_else(|e| panic!("{e}"));
-    until("unavailable", Duration::from_secs(10), || {
-        !folder(&run).available
-    })
-    .await;
-    std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{e}"));
-    std::fs::write(dir.join("Back.txt"), words(10, "back")).unwrap_or_else(|e| panic!("{e}"));
-    until(
-        "the upload after the return",
-        Duration::from_secs(30),
-        || run.completed() == 1,
-    )
-    .await;
-    assert!(folder(&run).available);
-    assert_eq!(run.count(ActivityKind::Unavailable, &dir), 1);
-    assert_eq!(run.count(ActivityKind::Available, &dir), 1);
+    run.folder_goes_and_comes_back(&dir, 0).await;
     run.shutdown().await;
 }
 
@@ -613,30 +623,7 @@ async fn an_idle_watcher_does_nothing_yet_sees_a_folder_go_and_come_back_and_a_n
     assert_eq!(run.steps.get(), idle, "an idle watcher ran engine steps");
 
     // Idle, it still sees its folder go away (from the events on it) and come back.
-    let folder = |run: &Running| {
-        run.store
-            .folders()
-            .unwrap_or_else(|e| panic!("{e}"))
-            .into_iter()
-            .next()
-            .unwrap_or_else(|| panic!("the folder was forgotten"))
-    };
-    std::fs::remove_dir_all(&dir).unwrap_or_else(|e| panic!("{e}"));
-    until("unavailable", Duration::from_secs(10), || {
-        !folder(&run).available
-    })
-    .await;
-    std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{e}"));
-    std::fs::write(dir.join("Back.txt"), words(10, "back")).unwrap_or_else(|e| panic!("{e}"));
-    until(
-        "the upload after the return",
-        Duration::from_secs(30),
-        || run.completed() == 2,
-    )
-    .await;
-    assert!(folder(&run).available);
-    assert_eq!(run.count(ActivityKind::Unavailable, &dir), 1);
-    assert_eq!(run.count(ActivityKind::Available, &dir), 1);
+    run.folder_goes_and_comes_back(&dir, 1).await;
 
     // Quiet again, and a new file after the quiet is still uploaded.
     quiet(&run.steps, window, Duration::from_secs(20)).await;
